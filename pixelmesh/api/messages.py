@@ -1,0 +1,137 @@
+"""The messages that cross process boundaries: jobs, results, completion and dead-letter records.
+
+Every message carries a schema version `v`. A reader refuses a version it does not know with a
+clear error instead of guessing, so a rolling upgrade that introduces `v: 2` fails loudly on old
+workers rather than producing wrong outputs. Timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from pixelmesh.api.base import ApiModel
+from pixelmesh.api.pipeline import OutputType
+
+JOB_SCHEMA_VERSION: Literal[1] = 1
+RESULT_SCHEMA_VERSION: Literal[1] = 1
+
+JobId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_=-]{0,127}$")]
+"""A job id: valid as a NATS message id, a KV key and a URL path segment."""
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware."""
+    return datetime.now(UTC)
+
+
+class PipelineRef(ApiModel):
+    """Names an ImagePipeline."""
+
+    namespace: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=253)
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class FailureReason(StrEnum):
+    """Why a job failed, stable and machine-readable (metrics labels, problem types)."""
+
+    TOO_LARGE = "too_large"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    TOO_MANY_FRAMES = "too_many_frames"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    CORRUPT = "corrupt"
+    TIMEOUT = "timeout"
+    SOURCE_MISSING = "source_missing"
+    INVALID_JOB = "invalid_job"
+    UNKNOWN_VARIANT = "unknown_variant"
+    PROCESSING_FAILED = "processing_failed"
+    MAX_DELIVERIES = "max_deliveries"
+
+
+class JobMessage(ApiModel):
+    """A request to run a pipeline on one stored source. Published with `Nats-Msg-Id = jobId`."""
+
+    v: Literal[1] = JOB_SCHEMA_VERSION
+    job_id: JobId
+    pipeline: PipelineRef
+    generation: int = Field(ge=0)
+    """The pipeline generation the submitter saw (informational: workers run their own)."""
+    source_key: Sha256Hex
+    """The source's sha256, its key in the region's source object store."""
+    source_size: int = Field(ge=0)
+    submitted_at: datetime = Field(default_factory=utc_now)
+    deadline: datetime | None = None
+    """After this instant the job fails with `timeout` instead of running."""
+    variants: list[str] | None = None
+    """Only these variants (all of them when omitted)."""
+    formats: dict[str, OutputType] = Field(default_factory=dict)
+    """Concrete formats for `auto` variants, by variant name (default: jpeg)."""
+    region: str = ""
+    """The region the job was accepted in."""
+
+
+class OutputRef(ApiModel):
+    """One stored output."""
+
+    variant: str
+    key: str
+    """Object store key: `<namespace>/<pipeline>/<generation>/<source sha256>/<variant>.<ext>`."""
+    format: OutputType
+    content_type: str
+    width: int
+    height: int
+    size: int
+    sha256: Sha256Hex
+
+
+class JobStatus(StrEnum):
+    """Where a job ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class JobError(ApiModel):
+    """Why a job failed."""
+
+    reason: FailureReason
+    message: str
+
+
+class JobResult(ApiModel):
+    """The outcome of a job: the result event, and the body of its completion record."""
+
+    v: Literal[1] = RESULT_SCHEMA_VERSION
+    job_id: JobId
+    pipeline: PipelineRef
+    generation: int = Field(ge=0)
+    """The pipeline generation the worker ran."""
+    status: JobStatus
+    source_key: Sha256Hex
+    outputs: list[OutputRef] = Field(default_factory=list)
+    error: JobError | None = None
+    region: str = ""
+    worker: str = ""
+    """The worker (pod or process) that produced the result."""
+    attempts: int = Field(default=1, ge=1)
+    submitted_at: datetime | None = None
+    finished_at: datetime = Field(default_factory=utc_now)
+    duration_seconds: float = Field(default=0.0, ge=0.0)
+
+
+class DeadLetter(ApiModel):
+    """A job that will not be retried, kept for an operator to inspect or replay."""
+
+    v: Literal[1] = RESULT_SCHEMA_VERSION
+    job: JobMessage
+    error: JobError
+    attempts: int = Field(ge=1)
+    worker: str = ""
+    recorded_at: datetime = Field(default_factory=utc_now)
