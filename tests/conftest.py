@@ -1,0 +1,8 @@
+"""Fixtures shared by the whole suite live in `tests/fixtures/`, one module per area."""
+
+pytest_plugins = [
+    "tests.fixtures.images",
+    "tests.fixtures.nats",
+    "tests.fixtures.kube",
+    "tests.fixtures.gateway",
+]
