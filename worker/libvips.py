@@ -1,0 +1,71 @@
+"""libvips process settings and the few low-level calls pyvips does not wrap.
+
+A worker is a long-running process that decodes hostile input on many threads. `configure_libvips`
+sets the global knobs once at start-up: the operation cache off (it keys on the source buffers,
+so it only grows and never hits across jobs), untrusted loaders blocked (ImageMagick, PDF, FITS,
+MAT, ... — whatever an allow-list check would miss), and an optional thread-pool size per image.
+libvips 8.18 counts its SVG loader as untrusted too; it is unblocked again because SVG is an
+explicit, per-pipeline opt-in (`input.formats`), refused by the allow-list everywhere else.
+
+`find_loader` asks libvips which loader it *would* pick for a buffer, by sniffing magic bytes,
+without creating an image: the allow-list is checked before any decoder runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pyvips
+
+log = logging.getLogger(__name__)
+
+_configured = threading.Event()
+_configure_lock = threading.Lock()
+
+
+def configure_libvips(*, concurrency: int | None = None) -> None:
+    """Apply the worker's global libvips settings. Idempotent; call once at start-up.
+
+    `concurrency` bounds libvips' own thread pool per image evaluation (libvips' default is the
+    number of cores). A worker that runs several jobs at once usually wants a small value here.
+    """
+    with _configure_lock:
+        pyvips.cache_set_max(0)
+        pyvips.cache_set_max_mem(0)
+        pyvips.cache_set_max_files(0)
+        pyvips.block_untrusted_set(state=True)
+        pyvips.operation_block_set("VipsForeignLoadSvg", state=False)
+        if concurrency is not None:
+            pyvips.concurrency_set(concurrency)
+        if not _configured.is_set():
+            log.info(
+                "Configured libvips %s: operation cache off, untrusted loaders blocked, "
+                "%d threads per image.",
+                ".".join(str(pyvips.version(i)) for i in range(3)),
+                pyvips.concurrency_get(),
+            )
+            _configured.set()
+
+
+def find_loader(data: bytes) -> str | None:
+    """The class name of the loader libvips would use for `data` (e.g. `VipsForeignLoadJpegBuffer`).
+
+    None when no loader recognises the bytes. Nothing is decoded.
+    """
+    if not data:
+        return None
+    pointer = pyvips.vips_lib.vips_foreign_find_load_buffer(data, len(data))
+    if pointer == pyvips.ffi.NULL:
+        # The failed lookup leaves a message in libvips' per-thread error buffer; clear it so it
+        # does not prefix the next, unrelated error on this thread.
+        pyvips.vips_lib.vips_error_clear()
+        return None
+    return str(pyvips.ffi.string(pointer).decode())
+
+
+def error_detail(error: pyvips.Error) -> str:
+    """The most useful one-line text of a libvips error (its first detail line, or its message)."""
+    detail = str(getattr(error, "detail", "") or "").strip()
+    first = detail.splitlines()[0].strip() if detail else ""
+    return first or str(getattr(error, "message", "") or error)
