@@ -1,0 +1,87 @@
+"""Region routing through the routing table in NATS KV, as the operator writes it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import nats
+
+from pixelmesh.api import streams
+from pixelmesh.api.routing import RegionWeight, RoutingEntry
+from pixelmesh.gateway.app import serve
+from pixelmesh.gateway.config import GatewayConfig
+from tests import imagegen
+from tests.fixtures.gateway import API_KEY, GatewayUnderTest
+
+
+async def write_routing(gateway: GatewayUnderTest, entry: RoutingEntry) -> None:
+    nc = await nats.connect(gateway.nats_url)
+    try:
+        kv = await nc.jetstream().key_value(streams.ROUTING_BUCKET)
+        await kv.put(streams.routing_key(gateway.pipeline), entry.model_dump_json(by_alias=True).encode())
+    finally:
+        await nc.close()
+
+
+async def submit_regions(url: str, gateway: GatewayUnderTest, count: int) -> list[str]:
+    path = f"/v1/pipelines/{gateway.pipeline.namespace}/{gateway.pipeline.name}/jobs"
+    regions = []
+    async with aiohttp.ClientSession(url, headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+        for _ in range(count):
+            response = await http.post(path, data=imagegen.photo_jpeg(16, 16))
+            body = await response.json()
+            assert response.status == 202, body
+            regions.append(body["region"])
+    return regions
+
+
+async def all_regions_connected(url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):
+            states = (await (await http.get(url + "/readyz")).json())["regions"]
+            if all(states.values()):
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"regions not connected: {states}")
+
+
+async def test_jobs_leave_a_home_region_whose_weight_the_operator_set_to_zero(
+    gateway: GatewayUnderTest, tmp_path
+):
+    # Two regions on one server: the routing decision, not the server, is what is checked.
+    config = GatewayConfig(
+        port=0,
+        regions={"eu-west": (gateway.nats_url,), "us-east": (gateway.nats_url,)},
+        home_region="eu-west",
+        pipelines=(tmp_path / "pipelines",),
+        api_keys=(API_KEY,),
+        routing_refresh_seconds=0.1,
+    )
+    async with serve(config) as running:
+        await all_regions_connected(running.url)
+        assert set(await submit_regions(running.url, gateway, 3)) == {"eu-west"}
+
+        await write_routing(
+            gateway,
+            RoutingEntry(
+                pipeline=gateway.pipeline,
+                generation=2,
+                regions=[
+                    RegionWeight(region="eu-west", weight=0),
+                    RegionWeight(region="us-east", weight=100),
+                ],
+            ),
+        )
+        regions: list[str] = []
+        for _ in range(50):  # the table is cached: the change shows within a refresh or two
+            regions = await submit_regions(running.url, gateway, 1)
+            if regions == ["us-east"]:
+                break
+            await asyncio.sleep(0.05)
+        assert regions == ["us-east"]
+        assert set(await submit_regions(running.url, gateway, 5)) == {"us-east"}
+
+        async with aiohttp.ClientSession() as http:
+            exposition = await (await http.get(running.url + "/metrics")).text()
+    assert 'decision="weighted",pipeline="tests/thumbs",region="us-east"' in exposition
