@@ -57,6 +57,18 @@ def required_version(module_dir: Path, module: str) -> str:
     return match.group(1)
 
 
+def staging_replace_mismatches() -> list[str]:
+    """`replace` lines of the Kubernetes tools module that do not match its pinned release.
+
+    Kubernetes v1.X.Y goes with staging modules v0.X.Y; a bump that misses one
+    builds a binary from mixed releases, or fails deep inside the compiler.
+    """
+    expected = "v0." + kubernetes_version().removeprefix("v1.")
+    text = (KUBERNETES_TOOLS / "go.mod").read_text()
+    replaces = re.findall(r"^\s*(k8s\.io/\S+)\s+=>\s+(k8s\.io/\S+)\s+(v\S+)", text, re.MULTILINE)
+    return [f"{old} => {new} {version}" for old, new, version in replaces if version != expected]
+
+
 def kubernetes_version() -> str:
     """The pinned Kubernetes release, e.g. `v1.37.2`."""
     return required_version(KUBERNETES_TOOLS, KUBERNETES_MODULE)
