@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from pixelmesh.api.base import ApiModel
-from pixelmesh.api.pipeline import OutputType
+from pixelmesh.api.pipeline import OutputType, PipelineSpec
 
 JOB_SCHEMA_VERSION: Literal[1] = 1
 RESULT_SCHEMA_VERSION: Literal[1] = 1
@@ -37,6 +37,24 @@ class PipelineRef(ApiModel):
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+class PipelineRevision(ApiModel):
+    """One ImagePipeline at one generation: the pipeline file a worker runs (YAML or JSON).
+
+    The operator renders it from the ImagePipeline (into a ConfigMap, or a file for the local
+    stack); the worker reads it once at start-up.
+    """
+
+    namespace: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=253)
+    generation: int = Field(ge=0)
+    """The ImagePipeline's `metadata.generation`; part of every output key."""
+    spec: PipelineSpec
+
+    @property
+    def ref(self) -> PipelineRef:
+        return PipelineRef(namespace=self.namespace, name=self.name)
 
 
 class FailureReason(StrEnum):
@@ -127,10 +145,15 @@ class JobResult(ApiModel):
 
 
 class DeadLetter(ApiModel):
-    """A job that will not be retried, kept for an operator to inspect or replay."""
+    """A job that will not be retried, kept for an operator to inspect or replay.
+
+    `job` is the parsed job; a message that could not be parsed as a job keeps its text in `raw`.
+    """
 
     v: Literal[1] = RESULT_SCHEMA_VERSION
-    job: JobMessage
+    job: JobMessage | None = None
+    raw: str | None = None
+    """The message as received, when it was not a valid job (then `job` is absent)."""
     error: JobError
     attempts: int = Field(ge=1)
     worker: str = ""

@@ -1,0 +1,349 @@
+"""The JetStream resources a pipeline and a region need, described as plain data.
+
+The operator, the local stack and the tests provision the same resources: per pipeline a
+work-queue job stream, the durable pull consumer its workers share, and an outputs object store;
+per region the shared buckets (sources, completion records, dead letters, accepted jobs, routing
+table, worker stats). These builders are pure functions of a pipeline reference and frozen
+settings; they return our own frozen descriptions, and `clients/jetstream.py` turns them into
+nats-py calls. Keeping nats out of this module keeps it testable and lets a reconcile plan compare
+desired and observed resources without I/O.
+
+Caveats that shape the settings:
+- A consumer's `backoff` list overrides `ack_wait`: the server waits `backoff[0]` before the first
+  redelivery of an unacknowledged message. Leave it empty to redeliver every `ack_wait`. Workers
+  send `in_progress()` heartbeats, so `ack_wait` bounds how long a crashed worker's jobs stay
+  invisible, not how long a job may run.
+- Retention, storage type and a stream's name cannot change in place. `plan_change` reports such a
+  difference as a conflict instead of recreating the stream: recreating a job stream drops every
+  accepted job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from enum import StrEnum
+
+from pixelmesh.api import streams
+from pixelmesh.api.messages import PipelineRef
+
+DAY = 86_400.0
+
+
+class Retention(StrEnum):
+    """How a stream decides that a message is gone."""
+
+    LIMITS = "limits"
+    WORK_QUEUE = "workqueue"
+    INTEREST = "interest"
+
+
+class Storage(StrEnum):
+    FILE = "file"
+    MEMORY = "memory"
+
+
+class Discard(StrEnum):
+    OLD = "old"
+    NEW = "new"
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStreamSettings:
+    """How one pipeline's job stream, worker consumer and outputs store are provisioned."""
+
+    replicas: int = 1
+    """Copies of each stream (3 in production clusters)."""
+    storage: Storage = Storage.FILE
+    max_age_seconds: float = 7 * DAY
+    """Jobs older than this are dropped from the stream unprocessed (0: never)."""
+    max_bytes: int = -1
+    """Upper bound on the job stream's size (-1: unlimited). New jobs are refused beyond it."""
+    max_msg_size: int = 64 * 1024
+    """A job message is metadata only; sources travel through the object store."""
+    duplicate_window_seconds: float = 600.0
+    """A job id published twice within this window is stored once."""
+    ack_wait_seconds: float = 30.0
+    """Time a worker has to ack, nak or send `in_progress` before the job is redelivered."""
+    max_deliver: int = 5
+    """Deliveries before the server gives up on a job (a dead-letter record follows)."""
+    backoff_seconds: tuple[float, ...] = ()
+    """Redelivery delays after unacknowledged deliveries; overrides `ack_wait` when set."""
+    max_ack_pending: int = 1000
+    """Jobs handed out and not yet acknowledged, across all workers of the pipeline."""
+    max_waiting: int = 512
+    """Concurrent pull requests the consumer accepts."""
+    outputs_max_age_seconds: float = 0.0
+    """Outputs expire after this (0: kept until the pipeline is deleted)."""
+    outputs_max_bytes: int = -1
+    placement_cluster: str | None = None
+    """The NATS cluster (region) that holds the streams; None: where the request lands."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 1 <= self.replicas <= 5:
+            problems.append(f"replicas must be 1-5, got {self.replicas}")
+        if self.ack_wait_seconds <= 0:
+            problems.append("ackWait must be positive")
+        if self.max_deliver < 1:
+            problems.append("maxDeliver must be at least 1")
+        if any(delay <= 0 for delay in self.backoff_seconds):
+            problems.append("every backoff delay must be positive")
+        if len(self.backoff_seconds) > self.max_deliver:
+            problems.append("backoff may not list more delays than maxDeliver")
+        if self.max_ack_pending < 1:
+            problems.append("maxAckPending must be at least 1")
+        if self.duplicate_window_seconds <= 0:
+            problems.append("the duplicate window must be positive")
+        if 0 < self.max_age_seconds < self.duplicate_window_seconds:
+            problems.append("the duplicate window may not exceed maxAge")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class RegionBucketSettings:
+    """How a region's shared buckets are provisioned."""
+
+    replicas: int = 1
+    storage: Storage = Storage.FILE
+    sources_ttl_seconds: float = 7 * DAY
+    """Sources must outlive the jobs that name them: keep this >= the job streams' maxAge."""
+    sources_max_bytes: int = -1
+    completions_ttl_seconds: float = 14 * DAY
+    """Completion records must outlive any redelivery of their job (idempotency)."""
+    dead_letters_ttl_seconds: float = 30 * DAY
+    accepted_ttl_seconds: float = 7 * DAY
+    worker_stats_ttl_seconds: float = 60.0
+    """Worker heartbeats vanish when a worker stops sending them."""
+    placement_cluster: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.replicas <= 5:
+            raise ValueError(f"replicas must be 1-5, got {self.replicas}")
+        ttls = (
+            self.sources_ttl_seconds,
+            self.completions_ttl_seconds,
+            self.dead_letters_ttl_seconds,
+            self.accepted_ttl_seconds,
+            self.worker_stats_ttl_seconds,
+        )
+        if any(ttl < 0 for ttl in ttls):
+            raise ValueError("bucket TTLs may not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """A stream as we want it."""
+
+    name: str
+    subjects: tuple[str, ...]
+    retention: Retention
+    storage: Storage
+    replicas: int
+    max_age_seconds: float
+    max_bytes: int
+    max_msg_size: int
+    duplicate_window_seconds: float
+    discard: Discard
+    placement_cluster: str | None = None
+    description: str = ""
+
+    IMMUTABLE = ("name", "retention", "storage")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    """A durable pull consumer with explicit acks, as we want it."""
+
+    stream: str
+    durable: str
+    filter_subject: str
+    ack_wait_seconds: float
+    max_deliver: int
+    backoff_seconds: tuple[float, ...]
+    max_ack_pending: int
+    max_waiting: int
+    description: str = ""
+
+    IMMUTABLE = ("stream", "durable")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValueSpec:
+    """A KV bucket as we want it."""
+
+    bucket: str
+    history: int
+    ttl_seconds: float
+    replicas: int
+    storage: Storage
+    max_bytes: int = -1
+    max_value_size: int = -1
+    placement_cluster: str | None = None
+    description: str = ""
+
+    IMMUTABLE = ("bucket", "storage")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectStoreSpec:
+    """An object store bucket as we want it."""
+
+    bucket: str
+    ttl_seconds: float
+    replicas: int
+    storage: Storage
+    max_bytes: int = -1
+    placement_cluster: str | None = None
+    description: str = ""
+
+    IMMUTABLE = ("bucket", "storage")
+
+
+ResourceSpec = StreamSpec | ConsumerSpec | KeyValueSpec | ObjectStoreSpec
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineResources:
+    """Everything one pipeline needs in one region."""
+
+    stream: StreamSpec
+    consumer: ConsumerSpec
+    outputs: ObjectStoreSpec
+
+
+@dataclass(frozen=True, slots=True)
+class RegionBuckets:
+    """The buckets every pipeline of a region shares."""
+
+    key_values: tuple[KeyValueSpec, ...]
+    object_stores: tuple[ObjectStoreSpec, ...]
+
+
+class ChangeKind(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    NONE = "none"
+    CONFLICT = "conflict"
+    """The difference is in a field that cannot change in place."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: ChangeKind
+    fields: tuple[str, ...] = ()
+
+
+def build_job_stream(ref: PipelineRef, settings: PipelineStreamSettings) -> StreamSpec:
+    """The pipeline's work-queue job stream: each job is held until one worker acks or terms it."""
+    return StreamSpec(
+        name=streams.job_stream(ref),
+        subjects=(streams.job_subject(ref),),
+        retention=Retention.WORK_QUEUE,
+        storage=settings.storage,
+        replicas=settings.replicas,
+        max_age_seconds=settings.max_age_seconds,
+        max_bytes=settings.max_bytes,
+        max_msg_size=settings.max_msg_size,
+        duplicate_window_seconds=settings.duplicate_window_seconds,
+        # A full queue refuses new jobs (the submitter sees the error) instead of dropping old ones.
+        discard=Discard.NEW,
+        placement_cluster=settings.placement_cluster,
+        description=f"Jobs of ImagePipeline {ref}.",
+    )
+
+
+def build_worker_consumer(ref: PipelineRef, settings: PipelineStreamSettings) -> ConsumerSpec:
+    """The durable pull consumer every worker of the pipeline fetches from."""
+    return ConsumerSpec(
+        stream=streams.job_stream(ref),
+        durable=streams.worker_consumer(ref),
+        filter_subject=streams.job_subject(ref),
+        ack_wait_seconds=settings.ack_wait_seconds,
+        max_deliver=settings.max_deliver,
+        backoff_seconds=settings.backoff_seconds,
+        max_ack_pending=settings.max_ack_pending,
+        max_waiting=settings.max_waiting,
+        description=f"Workers of ImagePipeline {ref}.",
+    )
+
+
+def build_outputs_store(ref: PipelineRef, settings: PipelineStreamSettings) -> ObjectStoreSpec:
+    """The pipeline's outputs, keyed by `streams.output_key`."""
+    return ObjectStoreSpec(
+        bucket=streams.outputs_bucket(ref),
+        ttl_seconds=settings.outputs_max_age_seconds,
+        replicas=settings.replicas,
+        storage=settings.storage,
+        max_bytes=settings.outputs_max_bytes,
+        placement_cluster=settings.placement_cluster,
+        description=f"Outputs of ImagePipeline {ref}.",
+    )
+
+
+def build_pipeline_resources(ref: PipelineRef, settings: PipelineStreamSettings) -> PipelineResources:
+    return PipelineResources(
+        stream=build_job_stream(ref, settings),
+        consumer=build_worker_consumer(ref, settings),
+        outputs=build_outputs_store(ref, settings),
+    )
+
+
+def build_region_buckets(settings: RegionBucketSettings) -> RegionBuckets:
+    """The shared buckets named in `pixelmesh.api.streams`."""
+
+    def kv(bucket: str, ttl: float, description: str) -> KeyValueSpec:
+        return KeyValueSpec(
+            bucket=bucket,
+            history=1,
+            ttl_seconds=ttl,
+            replicas=settings.replicas,
+            storage=settings.storage,
+            placement_cluster=settings.placement_cluster,
+            description=description,
+        )
+
+    return RegionBuckets(
+        key_values=(
+            kv(streams.COMPLETIONS_BUCKET, settings.completions_ttl_seconds, "Completion records by job id."),
+            kv(
+                streams.DEAD_LETTERS_BUCKET,
+                settings.dead_letters_ttl_seconds,
+                "Dead-letter records by job id.",
+            ),
+            kv(streams.ACCEPTED_BUCKET, settings.accepted_ttl_seconds, "Accepted jobs by job id."),
+            kv(streams.ROUTING_BUCKET, 0.0, "The routing table: effective weights per pipeline and region."),
+            kv(streams.WORKER_STATS_BUCKET, settings.worker_stats_ttl_seconds, "Worker heartbeats."),
+        ),
+        object_stores=(
+            ObjectStoreSpec(
+                bucket=streams.SOURCES_BUCKET,
+                ttl_seconds=settings.sources_ttl_seconds,
+                replicas=settings.replicas,
+                storage=settings.storage,
+                max_bytes=settings.sources_max_bytes,
+                placement_cluster=settings.placement_cluster,
+                description="Sources by sha256.",
+            ),
+        ),
+    )
+
+
+def plan_change(desired: ResourceSpec, observed: ResourceSpec | None) -> Change:
+    """What to do to make `observed` (None: absent) into `desired`.
+
+    Fields the server cannot change in place make a conflict, never a delete-and-create.
+    """
+    if observed is None:
+        return Change(ChangeKind.CREATE)
+    if type(observed) is not type(desired):
+        raise TypeError(f"cannot compare a {type(desired).__name__} with a {type(observed).__name__}")
+    differing = tuple(
+        f.name for f in fields(desired) if getattr(desired, f.name) != getattr(observed, f.name)
+    )
+    if not differing:
+        return Change(ChangeKind.NONE)
+    immutable = tuple(name for name in differing if name in desired.IMMUTABLE)
+    if immutable:
+        return Change(ChangeKind.CONFLICT, immutable)
+    return Change(ChangeKind.UPDATE, differing)

@@ -1,0 +1,48 @@
+"""The nats-server configuration rendered from the launcher's typed model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pixelmesh.natsserver import ClusterConfig, GatewayConfig, GatewayRemote, NatsServerConfig, render_config
+
+
+def test_a_single_server_listens_on_loopback_with_jetstream_in_its_store(tmp_path: Path) -> None:
+    rendered = render_config(NatsServerConfig(store_dir=tmp_path / "js"))
+    assert rendered["host"] == "127.0.0.1"
+    assert rendered["port"] == -1, "port 0 asks the server for a random free port"
+    assert rendered["jetstream"]["store_dir"] == str(tmp_path / "js")
+    assert "cluster" not in rendered
+    assert "gateway" not in rendered
+    assert "http" not in rendered
+
+
+def test_a_given_port_and_monitoring_port_are_kept(tmp_path: Path) -> None:
+    rendered = render_config(NatsServerConfig(store_dir=tmp_path, port=4333, monitoring_port=8333))
+    assert rendered["port"] == 4333
+    assert rendered["http"] == "127.0.0.1:8333"
+
+
+def test_cluster_and_gateway_blocks_join_servers_into_a_supercluster(tmp_path: Path) -> None:
+    config = NatsServerConfig(
+        store_dir=tmp_path,
+        server_name="eu-1",
+        cluster=ClusterConfig(name="eu", port=6222, routes=("nats-route://127.0.0.1:6222",)),
+        gateway=GatewayConfig(
+            name="eu", port=7222, remotes=(GatewayRemote(name="us", urls=("nats://127.0.0.1:7223",)),)
+        ),
+    )
+    rendered = render_config(config)
+    assert rendered["cluster"] == {
+        "name": "eu",
+        "host": "127.0.0.1",
+        "port": 6222,
+        "routes": ["nats-route://127.0.0.1:6222"],
+    }
+    assert rendered["gateway"]["name"] == "eu"
+    assert rendered["gateway"]["gateways"] == [{"name": "us", "urls": ["nats://127.0.0.1:7223"]}]
+
+
+def test_extra_settings_pass_through(tmp_path: Path) -> None:
+    rendered = render_config(NatsServerConfig(store_dir=tmp_path, extra=(("lame_duck_duration", "5s"),)))
+    assert rendered["lame_duck_duration"] == "5s"
