@@ -79,6 +79,8 @@ class WorkerConfig:
     """Longest a source load or an output store may take before the job is retried."""
     heartbeat_seconds: float = 0.0
     """Interval of `in_progress` heartbeats for running jobs; 0: a third of the consumer's ack wait."""
+    stats_seconds: float = 5.0
+    """Interval of service-rate reports (jobs served, busy time) to the worker-stats bucket."""
     retry_delays_seconds: tuple[float, ...] = (1.0, 5.0, 15.0, 60.0)
     """Nak delays after a transient failure, by delivery count (the last one repeats)."""
     drain_grace_seconds: float = 25.0
@@ -119,6 +121,8 @@ class WorkerConfig:
             )
             if getattr(self, name) <= 0
         )
+        if self.stats_seconds <= 0:
+            found.append("stats_seconds must be positive")
         if self.heartbeat_seconds < 0:
             found.append("heartbeat_seconds must be 0 (automatic) or positive")
         if not self.retry_delays_seconds or any(d < 0 for d in self.retry_delays_seconds):

@@ -59,6 +59,7 @@ from pixelmesh.worker.errors import PermanentError, RetryableError
 from pixelmesh.worker.metrics import WorkerMetrics
 from pixelmesh.worker.outcome import DUPLICATE, RELEASED, SUCCEEDED, Fate, OutcomeRecorder, decide, describe
 from pixelmesh.worker.pipeline import EncodedOutput, run_pipeline
+from pixelmesh.worker.stats import ServiceMeter, report_forever
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,9 @@ class JobConsumer:
         self._completions: KeyValue | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._limits = ConsumerLimits(ack_wait_seconds=30.0, max_deliver=-1)
+        self._meter = ServiceMeter()
+        self._stats_bucket: KeyValue | None = None
+        self._stats: asyncio.Task[None] | None = None
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -193,6 +197,12 @@ class JobConsumer:
             worker=self._config.worker_name,
         )
         self._completions = completions
+        try:
+            self._stats_bucket = await self._js.key_value(streams.WORKER_STATS_BUCKET)
+        except Exception as exc:  # reports only feed the autoscaler: the worker serves without them
+            logger.warning(
+                "The worker-stats bucket is not available (%s); no service-rate reports.", describe(exc)
+            )
         self._advisories = await self._nc.subscribe(
             f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}",
             queue=f"pixelmesh-workers-{streams.token(self._ref)}",
@@ -223,6 +233,19 @@ class JobConsumer:
         if not self.bound:
             return
         self._heartbeat = asyncio.create_task(self._heartbeats(), name="heartbeats")
+        if self._stats_bucket is not None:
+            self._stats = asyncio.create_task(
+                report_forever(
+                    self._stats_bucket,
+                    self._meter,
+                    revision=self._revision,
+                    worker=self._config.worker_name,
+                    region=self._config.region,
+                    threads=self._config.effective_threads,
+                    interval=self._config.stats_seconds,
+                ),
+                name="service-rate-reports",
+            )
         await self._fetch_loop()
 
     async def finish(self, grace: float) -> bool:
@@ -250,10 +273,11 @@ class JobConsumer:
             # messages without marking them done, and draining would wait for them forever.
             with contextlib.suppress(Exception):
                 await self._subscription.unsubscribe()
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        for background in (self._heartbeat, self._stats):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         if self._advisories is not None:
             with contextlib.suppress(Exception):
                 await self._advisories.unsubscribe()
@@ -322,6 +346,7 @@ class JobConsumer:
         now = time.monotonic()
         key = id(msg)
         self._in_flight[key] = InFlight(msg=msg, fetched_at=now, last_heartbeat=now)
+        self._meter.started(now)
         self._metrics.in_flight.inc()
         task = asyncio.create_task(self._handle(msg, now), name=f"job-{msg.metadata.sequence.stream}")
         self._tasks.add(task)
@@ -369,6 +394,14 @@ class JobConsumer:
     # --- one job --------------------------------------------------------------------------------
 
     async def _handle(self, msg: Msg, fetched_at: float) -> None:
+        fate: Fate = RELEASED
+        try:
+            fate = await self._run_job(msg, fetched_at)
+        finally:
+            self._meter.finished(time.monotonic(), served=fate not in (RELEASED, DUPLICATE))
+
+    async def _run_job(self, msg: Msg, fetched_at: float) -> Fate:
+        """Process one job and settle its message; the fate it met."""
         recorder = self._recorder
         assert recorder is not None
         job: JobMessage | None = None
@@ -407,6 +440,7 @@ class JobConsumer:
                 describe(exc),
                 extra={"job_id": job.job_id if job else None},
             )
+        return fate
 
     def _parse(self, msg: Msg) -> JobMessage:
         try:

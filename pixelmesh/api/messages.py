@@ -158,3 +158,24 @@ class DeadLetter(ApiModel):
     attempts: int = Field(ge=1)
     worker: str = ""
     recorded_at: datetime = Field(default_factory=utc_now)
+
+
+class WorkerReport(ApiModel):
+    """A worker's running totals, put in the worker-stats bucket every few seconds.
+
+    The autoscaler turns the differences between two reports into a service rate per replica:
+    jobs served per second of busy time (time with at least one job in hand). Totals rather than
+    rates, so a missed report loses nothing and a restarted worker shows up as a new key.
+    """
+
+    v: Literal[1] = RESULT_SCHEMA_VERSION
+    worker: str
+    pipeline: PipelineRef
+    region: str = ""
+    generation: int = Field(default=0, ge=0)
+    served: int = Field(default=0, ge=0)
+    """Jobs that ran to an outcome (succeeded or failed), not counting skipped duplicates."""
+    busy_seconds: float = Field(default=0.0, ge=0.0)
+    in_flight: int = Field(default=0, ge=0)
+    threads: int = Field(default=0, ge=0)
+    reported_at: datetime = Field(default_factory=utc_now)

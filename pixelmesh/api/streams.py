@@ -73,3 +73,13 @@ def output_key(ref: PipelineRef, generation: int, source_sha256: str, variant: s
 def routing_key(ref: PipelineRef) -> str:
     """The pipeline's key in the routing table bucket."""
     return f"{ref.namespace}.{ref.name}"
+
+
+def worker_stats_key(ref: PipelineRef, worker: str) -> str:
+    """A worker's key in the worker-stats bucket: `<pipeline token>.<worker>`."""
+    return f"{token(ref)}.{worker}"
+
+
+def worker_stats_filter(ref: PipelineRef) -> str:
+    """Matches the keys of every worker of one pipeline."""
+    return f"{token(ref)}.*"
