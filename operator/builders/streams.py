@@ -1,0 +1,35 @@
+"""From an ImagePipeline spec and a region to the JetStream settings of `operator.jetstream`.
+
+The JetStream builders take plain settings; this maps the API's fields (durations as strings,
+optional limits) onto them. The settings validate themselves: a combination the API server let
+through but JetStream would refuse raises `ValueError`, which the reconciler reports as an
+invalid spec.
+"""
+
+from __future__ import annotations
+
+from pixelmesh.api.resources import ImagePipelineSpec, duration_seconds
+from pixelmesh.operator.jetstream import PipelineStreamSettings, RegionBucketSettings
+from pixelmesh.operator.target import RegionPlacement
+
+
+def pipeline_stream_settings(spec: ImagePipelineSpec, placement: RegionPlacement) -> PipelineStreamSettings:
+    return PipelineStreamSettings(
+        replicas=placement.stream_replicas,
+        max_age_seconds=duration_seconds(spec.queue.max_age),
+        max_bytes=spec.queue.max_bytes or -1,
+        duplicate_window_seconds=duration_seconds(spec.queue.duplicate_window),
+        ack_wait_seconds=duration_seconds(spec.retry.ack_wait),
+        max_deliver=spec.retry.max_deliveries,
+        backoff_seconds=tuple(duration_seconds(delay) for delay in spec.retry.backoff),
+        max_ack_pending=spec.retry.max_ack_pending,
+        outputs_max_age_seconds=duration_seconds(spec.outputs.max_age),
+        outputs_max_bytes=spec.outputs.max_bytes or -1,
+        placement_cluster=placement.placement_cluster,
+    )
+
+
+def region_bucket_settings(placement: RegionPlacement) -> RegionBucketSettings:
+    return RegionBucketSettings(
+        replicas=placement.stream_replicas, placement_cluster=placement.placement_cluster
+    )

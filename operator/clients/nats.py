@@ -1,0 +1,233 @@
+"""The operator's NATS side: one connection per region, JetStream provisioning, backlog and probes.
+
+Connections are opened on first use and reused. A connection that gives up reconnecting is closed
+and dropped; the next call opens a new one, so a region whose NATS comes back heals on the next
+resync without an operator restart. Every call has a short timeout: an unreachable region must
+make its pipeline `Ready=False` within one pass, not hang the reconcile loop.
+
+The provisioning itself (`ensure_pipeline_resources`, `ensure_region_buckets`,
+`delete_pipeline_resources`) lives in `clients.jetstream`; this module adds the connections, the
+region-bucket cadence and the reads the reconciler and the prober need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+
+from pixelmesh.api import streams
+from pixelmesh.api.messages import PipelineRef
+from pixelmesh.api.resources import SecretKeyRef
+from pixelmesh.operator.clients import jetstream as provisioning
+from pixelmesh.operator.errors import JetStreamRefusedError, RegionUnreachableError
+from pixelmesh.operator.jetstream import PipelineStreamSettings, RegionBucketSettings
+from pixelmesh.operator.status import ProbeResult
+from pixelmesh.operator.target import RegionPlacement
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+CredentialsLoader = Callable[[SecretKeyRef], Awaitable[bytes]]
+
+CONNECT_TIMEOUT = 2.0
+REQUEST_TIMEOUT = 3.0
+REGION_BUCKETS_EVERY = 60.0
+"""Seconds between checks of a region's shared buckets (every pipeline pass would repeat them)."""
+
+UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncio.TimeoutError,
+    nats.errors.Error,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    urls: tuple[str, ...]
+    credentials: SecretKeyRef | None
+
+
+JETSTREAM_ERRORS: tuple[type[BaseException], ...] = (*UNREACHABLE_ERRORS, nats.js.errors.Error)
+BACKLOG_ERRORS: tuple[type[BaseException], ...] = (*JETSTREAM_ERRORS, RegionUnreachableError)
+
+
+class RegionConnections:
+    """NATS connections by region."""
+
+    def __init__(
+        self, *, credentials: CredentialsLoader | None = None, name: str = "pixelmesh-operator"
+    ) -> None:
+        self._credentials_loader = credentials
+        self._name = name
+        self._clients: dict[str, tuple[_Endpoint, NatsClient]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._credentials_dir: Path | None = None
+
+    async def client(self, placement: RegionPlacement) -> NatsClient:
+        """The region's connection, (re)opened when needed."""
+        endpoint = _Endpoint(placement.nats_urls, placement.nats_credentials)
+        lock = self._locks.setdefault(placement.region, asyncio.Lock())
+        async with lock:
+            known = self._clients.get(placement.region)
+            if known is not None:
+                known_endpoint, nc = known
+                if known_endpoint == endpoint and nc.is_connected:
+                    return nc
+                del self._clients[placement.region]
+                await _close_quietly(nc)
+            nc = await self._connect(placement.region, endpoint)
+            self._clients[placement.region] = (endpoint, nc)
+            return nc
+
+    async def jetstream(self, placement: RegionPlacement) -> JetStreamContext:
+        return (await self.client(placement)).jetstream(timeout=REQUEST_TIMEOUT)
+
+    async def _connect(self, region: str, endpoint: _Endpoint) -> NatsClient:
+        options: dict[str, object] = {}
+        if endpoint.credentials is not None:
+            options["user_credentials"] = str(await self._credentials_file(region, endpoint.credentials))
+
+        async def on_error(error: Exception) -> None:
+            logger.debug("NATS connection of region %s reported: %r", region, error)
+
+        try:
+            return await nats.connect(
+                servers=list(endpoint.urls),
+                name=self._name,
+                connect_timeout=CONNECT_TIMEOUT,
+                allow_reconnect=True,
+                max_reconnect_attempts=2,
+                reconnect_time_wait=0.5,
+                error_cb=on_error,
+                **options,
+            )
+        except UNREACHABLE_ERRORS as error:
+            urls = ", ".join(endpoint.urls)
+            raise RegionUnreachableError(
+                f"NATS of region {region} at {urls} is unreachable: {error!r}"
+            ) from error
+
+    async def _credentials_file(self, region: str, ref: SecretKeyRef) -> Path:
+        if self._credentials_loader is None:
+            raise RegionUnreachableError(f"region {region} needs NATS credentials but none can be read here")
+        data = await self._credentials_loader(ref)
+        if self._credentials_dir is None:
+            self._credentials_dir = Path(tempfile.mkdtemp(prefix="pixelmesh-nats-"))
+        path = self._credentials_dir / f"{region}.creds"
+        path.write_bytes(data)
+        path.chmod(0o600)
+        return path
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for _, nc in clients.values():
+            await _close_quietly(nc)
+
+
+async def _close_quietly(nc: NatsClient) -> None:
+    with contextlib.suppress(Exception):
+        await nc.close()
+
+
+class NatsJetStream:
+    """What the reconciler asks of a region's JetStream."""
+
+    def __init__(
+        self, connections: RegionConnections, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._connections = connections
+        self._clock = clock
+        self._buckets_checked: dict[tuple[str, RegionBucketSettings], float] = {}
+
+    async def _js(self, placement: RegionPlacement) -> JetStreamContext:
+        return await self._connections.jetstream(placement)
+
+    async def ensure_region(
+        self, placement: RegionPlacement, settings: RegionBucketSettings
+    ) -> dict[str, str]:
+        """The region's shared buckets (at most once a minute per region); resource -> change made."""
+        key = (placement.region, settings)
+        checked = self._buckets_checked.get(key)
+        if checked is not None and self._clock() - checked < REGION_BUCKETS_EVERY:
+            return {}
+        js = await self._js(placement)
+        report = await _unreachable_as(placement, provisioning.ensure_region_buckets(js, settings))
+        self._buckets_checked[key] = self._clock()
+        return _changes(report)
+
+    async def ensure_pipeline(
+        self, placement: RegionPlacement, ref: PipelineRef, settings: PipelineStreamSettings
+    ) -> dict[str, str]:
+        """The pipeline's stream, consumer and outputs store; resource -> change made."""
+        js = await self._js(placement)
+        report = await _unreachable_as(placement, provisioning.ensure_pipeline_resources(js, ref, settings))
+        return _changes(report)
+
+    async def backlog(self, placement: RegionPlacement, ref: PipelineRef) -> int | None:
+        """Pending + ack pending of the workers' consumer, from the stream leader; None if unknown."""
+        try:
+            js = await self._js(placement)
+            info = await js.consumer_info(streams.job_stream(ref), streams.worker_consumer(ref))
+        except BACKLOG_ERRORS:
+            return None
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    async def delete_pipeline(self, placement: RegionPlacement, ref: PipelineRef) -> None:
+        js = await self._js(placement)
+        await _unreachable_as(placement, provisioning.delete_pipeline_resources(js, ref))
+
+    async def probe(self, placement: RegionPlacement) -> ProbeResult:
+        """Round trip and JetStream availability of the region's NATS."""
+        try:
+            nc = await self._connections.client(placement)
+        except RegionUnreachableError as error:
+            return ProbeResult(nats_reachable=False, jetstream_available=False, message=str(error))
+        started = time.monotonic()
+        try:
+            await nc.flush(timeout=int(REQUEST_TIMEOUT))
+        except UNREACHABLE_ERRORS as error:
+            message = f"NATS of region {placement.region} did not answer a ping: {error!r}"
+            return ProbeResult(nats_reachable=False, jetstream_available=False, message=message)
+        round_trip = time.monotonic() - started
+        try:
+            await nc.jetstream(timeout=REQUEST_TIMEOUT).account_info()
+        except JETSTREAM_ERRORS as error:
+            message = f"JetStream of region {placement.region} did not answer: {error!r}"
+            return ProbeResult(
+                nats_reachable=True, jetstream_available=False, round_trip_seconds=round_trip, message=message
+            )
+        return ProbeResult(nats_reachable=True, jetstream_available=True, round_trip_seconds=round_trip)
+
+
+async def _unreachable_as(placement: RegionPlacement, call: Awaitable[_T]) -> _T:
+    """Run a provisioning call; a refusal by JetStream and an unreachable server raise different errors."""
+    try:
+        return await call
+    except provisioning.ProvisioningConflictError as error:
+        raise JetStreamRefusedError(f"Region {placement.region}: {error}") from error
+    except nats.js.errors.APIError as error:
+        raise JetStreamRefusedError(
+            f"JetStream of region {placement.region} refused a change: {error.description or error!r}"
+        ) from error
+    except UNREACHABLE_ERRORS as error:
+        raise RegionUnreachableError(
+            f"JetStream of region {placement.region} did not answer: {error!r}"
+        ) from error
+
+
+def _changes(report: provisioning.ProvisioningReport) -> dict[str, str]:
+    return {name: change.kind.value for name, change in report.changes.items() if change.kind.value != "none"}

@@ -1,0 +1,510 @@
+"""The reconciler core: one pass over one ImagePipeline (or one RegionPool), for any runtime.
+
+A pass is level-triggered and idempotent: it reads what exists, writes only what differs, and
+returns the new status, the merge patch that stores it (empty when nothing changed) and the Events
+worth posting. The kopf handlers and the local stack both call it; neither holds logic of its own.
+
+For each region the pipeline is placed in, in parallel:
+
+1. JetStream: the region's shared buckets, then the pipeline's stream, consumer and outputs store;
+2. workers: `runtime.apply` (config, Deployment or processes; created with the replica policy's
+   initial count), then the backlog, then `runtime.scale` if the policy wants another count;
+3. a `RegionReport` of what was found.
+
+Regions the pipeline no longer lists lose their workers (and, under `deletionPolicy: Delete`, their
+streams). Regions whose pool is missing keep theirs: a pool deleted by mistake must not take its
+workers with it before someone notices the condition.
+
+What cannot be acted on is reported, not raised: an invalid spec, a missing pool, an unreachable
+NATS, a refused write each become a condition with a reason and message, and a Warning Event when
+that problem is new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from pydantic import ValidationError
+
+from pixelmesh.api.messages import PipelineRef
+from pixelmesh.api.resources import (
+    DeletionPolicy,
+    ImagePipelineSpec,
+    ImagePipelineStatus,
+    RegionPoolSpec,
+    RegionPoolStatus,
+)
+from pixelmesh.operator import metrics
+from pixelmesh.operator.builders.pipeline_file import (
+    pipeline_generation,
+    pipeline_revision,
+    pipeline_spec_hash,
+)
+from pixelmesh.operator.builders.streams import pipeline_stream_settings, region_bucket_settings
+from pixelmesh.operator.errors import JetStreamRefusedError, RegionUnreachableError
+from pixelmesh.operator.jetstream import PipelineStreamSettings, RegionBucketSettings
+from pixelmesh.operator.placement import DefaultRegion, resolve_placements
+from pixelmesh.operator.runtime import WorkerObservation, WorkerRuntime
+from pixelmesh.operator.scaling import MinimumReplicas, ReplicaPolicy
+from pixelmesh.operator.status import (
+    ConditionType,
+    Finding,
+    PipelineFindings,
+    PoolFindings,
+    ProbeResult,
+    Reason,
+    RegionReport,
+    find_condition,
+    parse_pipeline_status,
+    parse_pool_status,
+    pipeline_status,
+    pool_status,
+    status_patch,
+    utc_now,
+)
+from pixelmesh.operator.target import RegionPlacement, WorkerDefaults, WorkerTarget
+
+logger = logging.getLogger(__name__)
+
+EventType = Literal["Normal", "Warning"]
+
+
+# --- the seams ---------------------------------------------------------------------------------------
+
+
+class JetStreamPort(Protocol):
+    """What the core needs of a region's JetStream (`clients.nats.NatsJetStream` in production)."""
+
+    async def ensure_region(
+        self, placement: RegionPlacement, settings: RegionBucketSettings
+    ) -> dict[str, str]: ...
+
+    async def ensure_pipeline(
+        self, placement: RegionPlacement, ref: PipelineRef, settings: PipelineStreamSettings
+    ) -> dict[str, str]: ...
+
+    async def backlog(self, placement: RegionPlacement, ref: PipelineRef) -> int | None: ...
+
+    async def delete_pipeline(self, placement: RegionPlacement, ref: PipelineRef) -> None: ...
+
+    async def probe(self, placement: RegionPlacement) -> ProbeResult: ...
+
+
+class UnsupportedPlacementError(RuntimeError):
+    """No runtime serves this region's cluster."""
+
+
+class RuntimeProvider(Protocol):
+    """The runtime that serves a region, and every runtime (to find workers of removed regions)."""
+
+    def for_region(self, placement: RegionPlacement) -> WorkerRuntime: ...
+
+    def all(self) -> Sequence[WorkerRuntime]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SingleRuntime:
+    """One runtime for every region of the operator's own cluster (or the local machine)."""
+
+    runtime: WorkerRuntime
+    serves_remote_clusters: bool = False
+
+    def for_region(self, placement: RegionPlacement) -> WorkerRuntime:
+        if placement.cluster is not None and not self.serves_remote_clusters:
+            raise UnsupportedPlacementError(
+                f"RegionPool {placement.pool} names another cluster; this operator runs workers "
+                "only in its own cluster"
+            )
+        return self.runtime
+
+    def all(self) -> Sequence[WorkerRuntime]:
+        return (self.runtime,)
+
+
+# --- inputs and outputs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineObject:
+    """An ImagePipeline as stored: the raw spec and status, parsed inside the pass."""
+
+    namespace: str
+    name: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any] = field(default_factory=dict)
+    uid: str = ""
+
+    @property
+    def ref(self) -> PipelineRef:
+        return PipelineRef(namespace=self.namespace, name=self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class EventNote:
+    """An Event to post about the object."""
+
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOutcome:
+    status: ImagePipelineStatus
+    patch: dict[str, Any]
+    """Merge patch for the stored status; empty when nothing changed."""
+    events: tuple[EventNote, ...] = ()
+    reports: tuple[RegionReport, ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        condition = find_condition(self.status.conditions, ConditionType.READY)
+        return condition is not None and condition.status == "True"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOutcome:
+    status: RegionPoolStatus
+    patch: dict[str, Any]
+    events: tuple[EventNote, ...] = ()
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, with the camelCase field path a spec author sees."""
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "spec"
+        problems.append(f"spec.{location}: {item['msg']}")
+    return "The spec is invalid: " + "; ".join(problems)
+
+
+# --- the core ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Reconciler:
+    """Reconciles pipelines and probes pools through the given runtimes and JetStream."""
+
+    runtimes: RuntimeProvider
+    jetstream: JetStreamPort
+    default_region: DefaultRegion = field(default_factory=DefaultRegion)
+    worker_defaults: WorkerDefaults = field(default_factory=WorkerDefaults)
+    replicas: ReplicaPolicy = field(default_factory=MinimumReplicas)
+    _ready_workers: dict[str, dict[PipelineRef, int]] = field(default_factory=dict, init=False)
+
+    def active_workers(self, region: str) -> int:
+        """Ready workers of every pipeline in `region`, as last reconciled."""
+        return sum(self._ready_workers.get(region, {}).values())
+
+    # --- pipelines ----------------------------------------------------------------------------------
+
+    async def reconcile_pipeline(
+        self, obj: PipelineObject, pools: Mapping[str, RegionPoolSpec]
+    ) -> PipelineOutcome:
+        """One pass over an ImagePipeline; `pools` are the RegionPools that exist, by name."""
+        started = time.monotonic()
+        ref = obj.ref
+        previous = parse_pipeline_status(obj.status)
+        events: list[EventNote] = []
+        try:
+            spec = ImagePipelineSpec.model_validate(obj.spec)
+            findings = await self._reconcile_valid(obj, spec, pools, previous, events)
+        except ValidationError as error:
+            findings = PipelineFindings(
+                generation=obj.generation,
+                spec_problem=Finding(Reason.INVALID_SPEC, describe_validation_error(error)),
+            )
+        except ValueError as error:  # settings JetStream would refuse
+            findings = PipelineFindings(
+                generation=obj.generation,
+                spec_problem=Finding(Reason.INVALID_SPEC, f"The spec is invalid: {error}"),
+            )
+        status = pipeline_status(previous, findings)
+        events += self._problem_events(previous, status)
+        self._record(ref, findings, status)
+        metrics.RECONCILE_DURATION.labels(kind="ImagePipeline").observe(time.monotonic() - started)
+        return PipelineOutcome(
+            status=status,
+            patch=status_patch(obj.status, status.to_wire()),
+            events=tuple(events),
+            reports=findings.regions,
+        )
+
+    async def _reconcile_valid(
+        self,
+        obj: PipelineObject,
+        spec: ImagePipelineSpec,
+        pools: Mapping[str, RegionPoolSpec],
+        previous: ImagePipelineStatus,
+        events: list[EventNote],
+    ) -> PipelineFindings:
+        ref = obj.ref
+        placements = resolve_placements(spec, pools, self.default_region)
+        # Settings are validated for every region before anything is touched.
+        settings = {p.region: pipeline_stream_settings(spec, p) for p in placements.regions}
+        pipeline = spec.pipeline()
+        generation = pipeline_generation(
+            pipeline,
+            obj.generation,
+            last_hash=previous.pipeline_hash or None,
+            last_generation=previous.pipeline_generation or None,
+        )
+        revision = pipeline_revision(ref, pipeline, generation)
+        problems = [
+            Finding(Reason.POOL_NOT_FOUND, f"RegionPool {name} does not exist; its region is not served.")
+            for name in placements.missing_pools
+        ] + [
+            Finding(
+                Reason.INVALID_SPEC, f"Region {region} is named by more than one pool; the first one is used."
+            )
+            for region in placements.duplicate_regions
+        ]
+        results = await asyncio.gather(
+            *(
+                self._reconcile_region(
+                    WorkerTarget(ref, obj.uid, spec, revision, placement, self.worker_defaults),
+                    settings[placement.region],
+                )
+                for placement in placements.regions
+            )
+        )
+        for _, region_events in results:
+            events.extend(region_events)
+        kept_regions = {p.region for p in placements.regions}
+        events += await self._remove_other_regions(
+            ref, spec, pools, kept_regions, set(placements.missing_pools)
+        )
+        return PipelineFindings(
+            generation=obj.generation,
+            regions=tuple(report for report, _ in results),
+            placement_problems=tuple(problems),
+            pipeline_hash=pipeline_spec_hash(pipeline),
+            pipeline_generation=generation,
+            now=utc_now(),
+        )
+
+    async def _reconcile_region(
+        self, target: WorkerTarget, settings: PipelineStreamSettings
+    ) -> tuple[RegionReport, list[EventNote]]:
+        placement, ref, events = target.placement, target.ref, []
+        stream_problem: Finding | None = None
+        try:
+            changes = await self.jetstream.ensure_region(placement, region_bucket_settings(placement))
+            changes |= await self.jetstream.ensure_pipeline(placement, ref, settings)
+            for resource, change in changes.items():
+                metrics.JETSTREAM_CHANGES.labels(region=placement.region, change=change).inc()
+                verb = "Created" if change == "create" else "Updated"
+                events.append(
+                    EventNote(
+                        "Normal", verb, f"{verb} JetStream resource {resource} in region {placement.region}."
+                    )
+                )
+        except RegionUnreachableError as error:
+            stream_problem = Finding(Reason.NATS_UNREACHABLE, f"Region {placement.region}: {error}")
+        except JetStreamRefusedError as error:
+            stream_problem = Finding(Reason.STREAM_CONFLICT, f"Region {placement.region}: {error}")
+        except Exception as error:  # reported like the others, and retried on the next pass
+            logger.exception(
+                "Provisioning JetStream for ImagePipeline %s in region %s failed.", ref, placement.region
+            )
+            stream_problem = Finding(
+                Reason.JETSTREAM_ERROR, f"Region {placement.region}: JetStream failed: {error!r}"
+            )
+
+        workers_problem: Finding | None = None
+        observation = WorkerObservation()
+        backlog: int | None = None
+        scaling_reason = ""
+        try:
+            runtime = self.runtimes.for_region(placement)
+            applied = await runtime.apply(target, self.replicas.initial(target))
+            observation = applied.observation
+            events += [EventNote("Normal", action.verb, action.describe()) for action in applied.actions]
+            if stream_problem is None:
+                backlog = await self.jetstream.backlog(placement, ref)
+            decision = self.replicas.desired(target, observation, backlog)
+            if decision is not None:
+                scaling_reason = decision.reason
+                action = await runtime.scale(target, decision.replicas)
+                if action is not None:
+                    events.append(EventNote("Normal", Reason.SCALED, action.describe()))
+                    observation = await runtime.observe(target)
+        except Exception as error:  # a runtime failure is reported, and retried on the next pass
+            logger.exception(
+                "Applying the workers of ImagePipeline %s in region %s failed.", ref, placement.region
+            )
+            workers_problem = Finding(
+                Reason.RUNTIME_FAILED, f"Region {placement.region}: the workers could not be applied: {error}"
+            )
+        desired = observation.replicas if observation.replicas is not None else 0
+        return (
+            RegionReport(
+                region=placement.region,
+                pool=placement.pool,
+                weight=placement.weight,
+                stream_problem=stream_problem,
+                workers_problem=workers_problem,
+                desired_replicas=desired,
+                ready_replicas=observation.ready,
+                available_replicas=observation.available,
+                rolled_out=observation.rolled_out,
+                backlog=backlog,
+                scaling_reason=scaling_reason,
+            ),
+            events,
+        )
+
+    async def _remove_other_regions(
+        self,
+        ref: PipelineRef,
+        spec: ImagePipelineSpec,
+        pools: Mapping[str, RegionPoolSpec],
+        kept_regions: set[str],
+        missing_pools: set[str],
+    ) -> list[EventNote]:
+        events: list[EventNote] = []
+        for runtime in self.runtimes.all():
+            for placed in await runtime.placed(ref):
+                if placed.region in kept_regions or placed.pool in missing_pools:
+                    continue
+                removed = await runtime.remove(ref, placed.region)
+                events += [EventNote("Normal", Reason.DELETED, action.describe()) for action in removed]
+                pool = pools.get(placed.pool)
+                if spec.deletion_policy is DeletionPolicy.DELETE and pool is not None:
+                    await self.jetstream.delete_pipeline(RegionPlacement.from_pool(placed.pool, pool, 0), ref)
+                    events.append(
+                        EventNote(
+                            "Normal", Reason.DELETED, f"Deleted the job stream in region {placed.region}."
+                        )
+                    )
+        return events
+
+    def _problem_events(self, previous: ImagePipelineStatus, status: ImagePipelineStatus) -> list[EventNote]:
+        """A Warning when the reason the pipeline is not Ready is new; a Normal one when it recovers."""
+        before = find_condition(previous.conditions, ConditionType.READY)
+        after = find_condition(status.conditions, ConditionType.READY)
+        if after is None or (
+            before is not None
+            and (before.status, before.reason, before.message)
+            == (
+                after.status,
+                after.reason,
+                after.message,
+            )
+        ):
+            return []
+        if after.status == "True":
+            if before is None or before.status == "True":
+                return [EventNote("Normal", after.reason, after.message)] if before is None else []
+            return [EventNote("Normal", after.reason, after.message)]
+        if after.reason in (Reason.WORKERS_UNAVAILABLE, Reason.ROLLOUT_IN_PROGRESS, Reason.NOT_RECONCILED):
+            return []  # waiting for workers is progress, not a problem
+        return [EventNote("Warning", after.reason, after.message)]
+
+    def _record(self, ref: PipelineRef, findings: PipelineFindings, status: ImagePipelineStatus) -> None:
+        problems = [
+            findings.spec_problem,
+            *findings.placement_problems,
+            *(r.failure for r in findings.regions),
+        ]
+        for problem in problems:
+            if problem is not None:
+                metrics.RECONCILE_ERRORS.labels(kind="ImagePipeline", reason=problem.reason).inc()
+        result = "error" if any(p is not None for p in problems) else "success"
+        metrics.RECONCILES.labels(kind="ImagePipeline", result=result).inc()
+        if findings.spec_problem is not None:
+            return
+        for by_ref in self._ready_workers.values():
+            by_ref.pop(ref, None)
+        for report in findings.regions:
+            self._ready_workers.setdefault(report.region, {})[ref] = report.ready_replicas
+            metrics.record_workers(
+                ref.namespace,
+                ref.name,
+                report.region,
+                desired=report.desired_replicas,
+                ready=report.ready_replicas,
+                backlog=report.backlog,
+            )
+        del status
+
+    async def delete_pipeline(
+        self, obj: PipelineObject, pools: Mapping[str, RegionPoolSpec]
+    ) -> list[EventNote]:
+        """Remove what owner references cannot: workers elsewhere, streams under the Delete policy.
+
+        Raises when a region that must be cleaned cannot be reached, so the caller retries and the
+        finalizer keeps the pipeline until it is done.
+        """
+        ref = obj.ref
+        events: list[EventNote] = []
+        regions: list[str] = []
+        for runtime in self.runtimes.all():
+            for placed in await runtime.placed(ref):
+                regions.append(placed.region)
+                removed = await runtime.remove(ref, placed.region)
+                events += [EventNote("Normal", Reason.DELETED, action.describe()) for action in removed]
+        try:
+            spec = ImagePipelineSpec.model_validate(obj.spec)
+        except ValidationError:
+            logger.warning("ImagePipeline %s has an invalid spec; its streams are retained.", ref)
+            spec = None
+        if spec is not None and spec.deletion_policy is DeletionPolicy.DELETE:
+            for placement in resolve_placements(spec, pools, self.default_region).regions:
+                await self.jetstream.delete_pipeline(placement, ref)
+                regions.append(placement.region)
+                logger.info(
+                    "Deleted the JetStream resources of ImagePipeline %s in region %s.", ref, placement.region
+                )
+        for by_ref in self._ready_workers.values():
+            by_ref.pop(ref, None)
+        metrics.forget_pipeline(ref.namespace, ref.name, sorted(set(regions)))
+        return events
+
+    # --- pools --------------------------------------------------------------------------------------
+
+    async def probe_pool(
+        self, name: str, generation: int, spec: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> PoolOutcome:
+        """Probe a RegionPool's NATS; make sure its shared buckets exist while it answers."""
+        previous = parse_pool_status(status)
+        pool = RegionPoolSpec.model_validate(spec)
+        placement = RegionPlacement.from_pool(name, pool, pool.weight)
+        probe = await self.jetstream.probe(placement)
+        events: list[EventNote] = []
+        if probe.ok:
+            try:
+                await self.jetstream.ensure_region(placement, region_bucket_settings(placement))
+            except (RegionUnreachableError, JetStreamRefusedError) as error:
+                probe = ProbeResult(
+                    nats_reachable=True,
+                    jetstream_available=False,
+                    round_trip_seconds=probe.round_trip_seconds,
+                    message=str(error),
+                )
+        findings = PoolFindings(
+            generation=generation,
+            probe=probe,
+            active_workers=self.active_workers(pool.region),
+            failure_threshold=pool.failover.failure_threshold,
+            recovery_threshold=pool.failover.recovery_threshold,
+        )
+        new = pool_status(previous, findings)
+        if new.phase != previous.phase:
+            kind: EventType = "Normal" if new.phase in ("Healthy",) else "Warning"
+            ready = find_condition(new.conditions, ConditionType.READY)
+            message = f"Region {pool.region} is {new.phase}" + (
+                f": {ready.message}" if ready and ready.message else "."
+            )
+            events.append(EventNote(kind, f"Region{new.phase}", message))
+        metrics.record_region_phase(pool.region, new.phase)
+        if probe.round_trip_seconds is not None:
+            metrics.REGION_ROUND_TRIP.labels(region=pool.region).set(probe.round_trip_seconds)
+        metrics.RECONCILES.labels(kind="RegionPool", result="success" if probe.ok else "error").inc()
+        return PoolOutcome(new, status_patch(status, new.to_wire()), tuple(events))

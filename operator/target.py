@@ -1,0 +1,94 @@
+"""What the reconciler works from: a pipeline placed in one region, as plain frozen data.
+
+`RegionPlacement` is a RegionPool resolved for use (or the operator's own region when a pipeline
+names no pool); `WorkerTarget` is one pipeline's workers in one region. Builders and runtimes take
+these, never kopf bodies, so the same code serves the Kubernetes and the process runtimes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pixelmesh.api.messages import PipelineRef, PipelineRevision
+from pixelmesh.api.resources import ClusterRef, ImagePipelineSpec, Placement, RegionPoolSpec, SecretKeyRef
+from pixelmesh.operator import names
+
+
+@dataclass(frozen=True, slots=True)
+class RegionPlacement:
+    """A region a pipeline runs in, with everything needed to reach it."""
+
+    region: str
+    pool: str
+    """The RegionPool's name; empty for the operator's own region."""
+    weight: int
+    """The pipeline's weight for this region (from the spec; effective weights come later)."""
+    nats_urls: tuple[str, ...]
+    nats_credentials: SecretKeyRef | None = None
+    stream_replicas: int = 1
+    placement_cluster: str | None = None
+    placement: Placement = field(default_factory=Placement)
+    capacity: int | None = None
+    cluster: ClusterRef | None = None
+    """None: the operator's own cluster."""
+
+    @classmethod
+    def from_pool(cls, pool_name: str, pool: RegionPoolSpec, weight: int) -> RegionPlacement:
+        return cls(
+            region=pool.region,
+            pool=pool_name,
+            weight=weight,
+            nats_urls=tuple(pool.nats.urls),
+            nats_credentials=pool.nats.credentials_secret,
+            stream_replicas=pool.nats.replicas,
+            placement_cluster=pool.nats.placement_cluster,
+            placement=pool.placement,
+            capacity=pool.capacity.max_workers,
+            cluster=pool.cluster,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDefaults:
+    """Operator-wide settings for worker pods that a pipeline does not set itself."""
+
+    image: str = "ghcr.io/pixelmesh/pixelmesh:0.1.0"
+    image_pull_policy: str | None = None
+    log_format: str = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTarget:
+    """One pipeline's workers in one region, as the spec wants them."""
+
+    ref: PipelineRef
+    uid: str
+    """The ImagePipeline's uid, for owner references; empty when there is no API object (local stack)."""
+    spec: ImagePipelineSpec
+    revision: PipelineRevision
+    placement: RegionPlacement
+    defaults: WorkerDefaults = field(default_factory=WorkerDefaults)
+
+    @property
+    def region(self) -> str:
+        return self.placement.region
+
+    @property
+    def names(self) -> names.ChildNames:
+        return names.child_names(self.ref.name, self.placement.region)
+
+    @property
+    def in_own_cluster(self) -> bool:
+        """Children can carry owner references (garbage collection) only in the pipeline's cluster."""
+        return self.placement.cluster is None and bool(self.uid)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerKey:
+    """Names one pipeline's workers in one region, for runtimes to look them up."""
+
+    ref: PipelineRef
+    region: str
+
+    def __str__(self) -> str:
+        return f"{self.ref} in region {self.region}"
