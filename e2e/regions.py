@@ -9,13 +9,12 @@ Two facts of NATS shape this (both checked by the tests):
 - a one-server cluster only starts JetStream in clustered mode if its route list names itself;
 - the JetStream meta group spans the supercluster, so it answers only after a meta leader is
   elected, and with three regions it keeps its quorum when one dies (two would not).
-All servers are started together, then awaited: waiting for one before starting the next would
-wait for a quorum that cannot exist yet.
+All servers are spawned first, then awaited: waiting for one before starting the next would wait
+for a quorum that cannot exist yet.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -76,22 +75,15 @@ class Supercluster:
         self._start_together(self.regions)
 
     def _start_together(self, regions: Sequence[str]) -> None:
-        errors: list[BaseException] = []
-
-        def run(server: NatsServer) -> None:
-            try:
-                server.start()
-            except BaseException as error:  # reported below, after every thread is done
-                errors.append(error)
-
-        threads = [threading.Thread(target=run, args=(self.servers[r],)) for r in regions]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if errors:
+        # Spawned on this thread: a server's death signal is tied to the thread that forked it.
+        for region in regions:
+            self.servers[region].spawn()
+        try:
+            for region in regions:
+                self.servers[region].wait_ready()
+        except BaseException:
             self.stop()
-            raise errors[0]
+            raise
 
     def url(self, region: str) -> str:
         """The client URL of a region's NATS."""

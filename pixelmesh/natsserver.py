@@ -261,6 +261,7 @@ class NatsServer:
     binary: Path = field(default_factory=find_nats_server_binary)
     _process: subprocess.Popen[bytes] | None = None
     _temp: tempfile.TemporaryDirectory[str] | None = None
+    _ports_dir: Path | None = None
 
     @classmethod
     def ephemeral(cls, *, root: Path | None = None, **settings: Any) -> NatsServer:
@@ -307,8 +308,23 @@ class NatsServer:
 
     def start(self) -> None:
         """Start the process and return once JetStream answers (or the server accepts clients)."""
-        ports_dir = self._spawn()
-        self._await_ready(ports_dir)
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (quick).
+
+        The servers of a cluster must all be running before any of them can answer JetStream
+        requests (the meta group needs a quorum): spawn them all, then `wait_ready()` for each.
+        Spawn on a thread that outlives the server (see `die_with_parent`).
+        """
+        self._ports_dir = self._spawn()
+
+    def wait_ready(self) -> None:
+        """Wait until the spawned server answers; stop it and raise if it does not in time."""
+        if self._ports_dir is None:
+            raise NatsServerError(f"nats-server {self.config.server_name} was not spawned")
+        self._await_ready(self._ports_dir)
 
     def _spawn(self) -> Path:
         """Write the config and start the process (quick); the ports directory to watch."""
