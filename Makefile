@@ -6,14 +6,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck k8s-binaries venv clean
+.PHONY: demo test lint typecheck k8s-binaries tools generate venv clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# requirements.lock pins the runtime closure the image installs; the dev venv is held to it.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
 demo: $(STAMP)
@@ -23,6 +24,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/hadolint Dockerfile
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -32,7 +34,16 @@ typecheck: $(STAMP)
 k8s-binaries: $(STAMP)
 	$(PY) -m e2e.cluster build
 
-test: lint typecheck k8s-binaries
+# promtool (for the alert rule tests) comes from Debian's prometheus package; no PyPI package ships it.
+tools:
+	command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus)
+
+# Regenerate what is generated from code: the CRDs, the dashboards, the alert rules, the chart's RBAC.
+generate: $(STAMP)
+	$(PY) -m pixelmesh.operator.crdgen
+	$(PY) -m pixelmesh.observability
+
+test: lint typecheck k8s-binaries tools
 	$(VENV)/bin/pytest
 
 clean:
