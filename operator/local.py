@@ -7,8 +7,13 @@ their status in memory, and runs the same `Reconciler` with the `ProcessRuntime`
     plane.load([Path("examples/imagepipeline-thumbnails.yaml")])
     await plane.reconcile_once()          # streams, buckets, worker processes, status
     plane.status(PipelineRef(namespace="default", name="thumbnails")).phase
-    await plane.run(stop)                 # reconcile every `interval` seconds until `stop` is set
+    await plane.run(stop)                 # reconcile every `interval` seconds until `stop` is set,
+                                          # and autoscale meanwhile
     await plane.close()                   # stop the workers, close NATS connections
+
+The built-in autoscaler is the reconciler's replica policy here too (`plane.autoscaler`): `run`
+runs its loop beside the passes, `plane.autoscaler.tick()` takes one round of decisions, and its
+decisions land in the in-memory status (`desiredReplicas`, `scalingReason`) and in the log.
 
 A pipeline's `metadata.generation` is counted here as the API server would: it starts at 1 and
 grows by one whenever a (re)loaded spec differs from the last one.
@@ -35,11 +40,14 @@ from pixelmesh.api.resources import (
     RegionPoolSpec,
     RegionPoolStatus,
 )
+from pixelmesh.operator.autoscaler import Autoscaler, ScalingChange
+from pixelmesh.operator.autoscaling.policy import DEFAULT_INTERVAL
 from pixelmesh.operator.clients.nats import NatsJetStream, RegionConnections
 from pixelmesh.operator.placement import DefaultRegion
 from pixelmesh.operator.reconcile import PipelineObject, PipelineOutcome, Reconciler, SingleRuntime
 from pixelmesh.operator.runtime.process import ArgvFor, ProcessRuntime, default_worker_argv
-from pixelmesh.operator.target import WorkerDefaults
+from pixelmesh.operator.status import parse_pipeline_status, record_scaling
+from pixelmesh.operator.target import WorkerDefaults, WorkerTarget
 
 logger = logging.getLogger(__name__)
 
@@ -94,14 +102,20 @@ class LocalControlPlane:
         region: str = "local",
         worker_argv: ArgvFor = default_worker_argv,
         worker_env: Mapping[str, str] | None = None,
+        autoscaler_interval: float = DEFAULT_INTERVAL,
     ) -> None:
         self.runtime = ProcessRuntime(data_dir, argv_for=worker_argv, extra_env=worker_env)
         self._connections = RegionConnections(name="pixelmesh-local")
+        runtimes = SingleRuntime(self.runtime)
+        jetstream = NatsJetStream(self._connections)
+        # No KEDA on a laptop: pipelines written for `engine: keda` are scaled by the built-in engine.
+        self.autoscaler = Autoscaler(runtimes, jetstream, self, interval=autoscaler_interval, keda=False)
         self.reconciler = Reconciler(
-            runtimes=SingleRuntime(self.runtime),
-            jetstream=NatsJetStream(self._connections),
+            runtimes=runtimes,
+            jetstream=jetstream,
             default_region=DefaultRegion(region=region, nats_urls=tuple(nats_urls)),
             worker_defaults=WorkerDefaults(log_format="text"),
+            replicas=self.autoscaler,
         )
         self._pipelines: dict[PipelineRef, _StoredPipeline] = {}
         self._pools: dict[str, _StoredPool] = {}
@@ -179,14 +193,36 @@ class LocalControlPlane:
         return outcomes
 
     async def run(self, stop: asyncio.Event, interval: float = 2.0) -> None:
-        """Reconcile every `interval` seconds until `stop` is set."""
-        while not stop.is_set():
-            try:
-                await self.reconcile_once()
-            except Exception:  # the loop outlives one bad pass, as the operator's timer does
-                logger.exception("A reconcile pass of the local control plane failed.")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+        """Reconcile every `interval` seconds, and autoscale meanwhile, until `stop` is set."""
+        autoscaling = asyncio.get_running_loop().create_task(self.autoscaler.run())
+        try:
+            while not stop.is_set():
+                try:
+                    await self.reconcile_once()
+                except Exception:  # the loop outlives one bad pass, as the operator's timer does
+                    logger.exception("A reconcile pass of the local control plane failed.")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
+        finally:
+            autoscaling.cancel()
+            await asyncio.gather(autoscaling, return_exceptions=True)
+
+    async def report(self, target: WorkerTarget, change: ScalingChange) -> bool:
+        """The autoscaler's reporter: its decision in the in-memory status, its warnings in the log
+        (each scale is logged already, by the autoscaler and the runtime)."""
+        for note in change.events:
+            if note.type == "Warning":
+                logger.warning("ImagePipeline %s: %s", target.ref, note.message)
+        stored = self._pipelines.get(target.ref)
+        if stored is None:
+            return True
+        status = record_scaling(
+            parse_pipeline_status(stored.status), target.region, change.desired, change.reason
+        )
+        if not any(r.region == target.region for r in status.regions):
+            return False
+        stored.status = status.to_wire()
+        return True
 
     async def close(self) -> None:
         """Stop every worker process and close the NATS connections."""

@@ -1,8 +1,9 @@
 """Run the operator: `python -m pixelmesh.operator` or `main(argv)` (the `pixelmesh operator` command).
 
 kopf runs in this process and this event loop, standalone (no peering: one operator per cluster,
-run as a single-replica Deployment), watching the configured namespaces or the whole cluster.
-`run` is what tests call in-process, with their own stop and ready flags.
+run as a single-replica Deployment), watching the configured namespaces or the whole cluster. The
+built-in autoscaler runs beside it as one task of the same loop, started before kopf and cancelled
+after it. `run` is what tests call in-process, with their own stop and ready flags.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ async def run(
         "all namespaces" if settings.clusterwide else ", ".join(settings.namespaces),
         settings.region,
     )
+    autoscaler = asyncio.get_running_loop().create_task(context.autoscaler.run(), name="autoscaler")
     try:
         await kopf.operator(
             registry=registry,
@@ -48,6 +50,8 @@ async def run(
             ready_flag=ready_flag,
         )
     finally:
+        autoscaler.cancel()
+        await asyncio.gather(autoscaler, return_exceptions=True)
         await context.close()
 
 

@@ -1,8 +1,8 @@
 """Every metric the operator exports: names, help strings and labels live here and nowhere else.
 
 Dashboards and alert rules query these names, so they are part of the operator's interface. All
-are prefixed `pixelmesh_operator_` and live in the operator's own registry, served on the metrics
-port by `serve_metrics`.
+are prefixed `pixelmesh_operator_`, except the built-in autoscaler's (`pixelmesh_autoscaler_`), and
+live in the operator's own registry, served on the metrics port by `serve_metrics`.
 
 Per-pipeline gauges are labelled by namespace, pipeline and region; `forget_pipeline` removes a
 deleted pipeline's series so dashboards do not show ghosts.
@@ -81,6 +81,34 @@ REGION_ROUND_TRIP = Gauge(
     registry=REGISTRY,
 )
 
+AUTOSCALER_PREFIX = "pixelmesh_autoscaler_"
+AUTOSCALER_DESIRED_REPLICAS = Gauge(
+    AUTOSCALER_PREFIX + "desired_replicas",
+    "Worker replicas the built-in autoscaler decided on, per pipeline and region (after capacity).",
+    ["namespace", "pipeline", "region"],
+    registry=REGISTRY,
+)
+AUTOSCALER_DECISIONS = Counter(
+    AUTOSCALER_PREFIX + "decisions_total",
+    "Autoscaler decisions, by pipeline, region, direction (up, down, hold) and reason "
+    "(backlog, arrival-rate, capacity-capped, idle, minimum, maximum, stabilising, missing-metrics).",
+    ["namespace", "pipeline", "region", "direction", "reason"],
+    registry=REGISTRY,
+)
+AUTOSCALER_ARRIVAL_RATE = Gauge(
+    AUTOSCALER_PREFIX + "arrival_rate",
+    "Jobs per second arriving in the pipeline's stream, as the autoscaler measured them.",
+    ["namespace", "pipeline", "region"],
+    registry=REGISTRY,
+)
+AUTOSCALER_SERVICE_RATE = Gauge(
+    AUTOSCALER_PREFIX + "service_rate",
+    "Jobs per second one busy worker completes, from the workers' reports (the last good figure).",
+    ["namespace", "pipeline", "region"],
+    registry=REGISTRY,
+)
+AUTOSCALER_GAUGES = (AUTOSCALER_DESIRED_REPLICAS, AUTOSCALER_ARRIVAL_RATE, AUTOSCALER_SERVICE_RATE)
+
 
 def record_region_phase(region: str, phase: RegionPhase) -> None:
     for candidate in RegionPhase:
@@ -101,6 +129,43 @@ def forget_pipeline(namespace: str, pipeline: str, regions: list[str]) -> None:
         for gauge in (DESIRED_REPLICAS, READY_REPLICAS, BACKLOG):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, pipeline, region)
+        forget_autoscaled(namespace, pipeline, region)
+
+
+def record_decision(
+    namespace: str,
+    pipeline: str,
+    region: str,
+    *,
+    desired: int,
+    direction: str,
+    reason: str,
+    counted: bool = True,
+) -> None:
+    """A decision of the built-in autoscaler (`counted`: a decision of its own, not a capacity share
+    moved by another pipeline's)."""
+    labels = {"namespace": namespace, "pipeline": pipeline, "region": region}
+    AUTOSCALER_DESIRED_REPLICAS.labels(**labels).set(desired)
+    if counted:
+        AUTOSCALER_DECISIONS.labels(**labels, direction=direction, reason=reason).inc()
+
+
+def record_rates(
+    namespace: str, pipeline: str, region: str, *, arrival_rate: float | None, service_rate: float | None
+) -> None:
+    """The rates the autoscaler measured (unknown ones leave the last figure)."""
+    labels = {"namespace": namespace, "pipeline": pipeline, "region": region}
+    if arrival_rate is not None:
+        AUTOSCALER_ARRIVAL_RATE.labels(**labels).set(arrival_rate)
+    if service_rate is not None:
+        AUTOSCALER_SERVICE_RATE.labels(**labels).set(service_rate)
+
+
+def forget_autoscaled(namespace: str, pipeline: str, region: str) -> None:
+    """Drop the autoscaler's gauges of a pipeline's region (its decision counters stay: they are totals)."""
+    for gauge in AUTOSCALER_GAUGES:
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, pipeline, region)
 
 
 def kube_writes() -> float:

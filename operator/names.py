@@ -32,6 +32,9 @@ CATEGORY = "pixelmesh"
 
 SERVICE_MONITOR_GROUP = "monitoring.coreos.com"
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
+SCALED_OBJECT_GROUP = "keda.sh"
+SCALED_OBJECT_VERSION = "v1alpha1"
+SCALED_OBJECT_CRD = "scaledobjects.keda.sh"
 
 # --- bookkeeping on our own objects ----------------------------------------------------------------
 

@@ -10,8 +10,11 @@ a missing verb fails a test instead of a production rollout. Each rule says why 
   PodDisruptionBudgets, ServiceMonitors): read, created, patched back on drift, deleted when a
   region leaves a pipeline. No `update`: every change is a merge patch.
 - Deployments' `spec.replicas` is written with the same patch verb (no `scale` subresource).
+- KEDA ScaledObjects: emitted for pipelines under `autoscaling.engine: keda` while KEDA's CRD
+  exists, deleted when a pipeline goes back to the built-in engine or leaves a region.
 - CustomResourceDefinitions: kopf watches them to notice resources appearing; the operator reads
-  the Prometheus Operator's ServiceMonitor CRD to know whether to emit ServiceMonitors.
+  the Prometheus Operator's ServiceMonitor CRD and KEDA's ScaledObject CRD to know whether to emit
+  those objects.
 - Namespaces: kopf lists and watches them to follow the namespaces it serves.
 - Events: what the operator did and why something failed (kopf posts them with `create`).
 """
@@ -82,10 +85,16 @@ RULES: tuple[PolicyRule, ...] = (
         "ServiceMonitors for the Prometheus Operator, when it is installed",
     ),
     PolicyRule(
+        (names.SCALED_OBJECT_GROUP,),
+        ("scaledobjects",),
+        ("get", "create", "patch", "delete"),
+        "KEDA ScaledObjects for pipelines scaled by KEDA, when KEDA is installed",
+    ),
+    PolicyRule(
         ("apiextensions.k8s.io",),
         ("customresourcedefinitions",),
         ("get", "list", "watch"),
-        "kopf notices resources appearing; the operator checks for the ServiceMonitor CRD",
+        "kopf notices resources appearing; the operator checks for the ServiceMonitor and ScaledObject CRDs",
     ),
     PolicyRule(
         ("",),

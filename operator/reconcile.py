@@ -374,6 +374,7 @@ class Reconciler:
                 if placed.region in kept_regions or placed.pool in missing_pools:
                     continue
                 removed = await runtime.remove(ref, placed.region)
+                self.replicas.forget(ref, placed.region)
                 events += [EventNote("Normal", Reason.DELETED, action.describe()) for action in removed]
                 pool = pools.get(placed.pool)
                 if spec.deletion_policy is DeletionPolicy.DELETE and pool is not None:
@@ -464,6 +465,7 @@ class Reconciler:
                 )
         for by_ref in self._ready_workers.values():
             by_ref.pop(ref, None)
+        self.replicas.forget(ref)
         metrics.forget_pipeline(ref.namespace, ref.name, sorted(set(regions)))
         return events
 

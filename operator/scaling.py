@@ -1,10 +1,12 @@
 """The replica seam: how many workers a pipeline gets in a region.
 
 The reconciler asks a `ReplicaPolicy` for a count when it creates workers and on every pass
-afterwards, and writes the count only when it differs from what is set (`runtime.scale`). The
-built-in autoscaler plugs in here; until a pipeline is autoscaled, `MinimumReplicas` applies
-`autoscaling.minReplicas` (at least one worker unless scale-to-zero is allowed). Under
-`autoscaling.engine: keda` the count is KEDA's, and the policy answers None: never written.
+afterwards, and writes the count only when it differs from what is set (`runtime.scale`); it tells
+the policy to `forget` a region the pipeline left and a pipeline that was deleted. The built-in
+autoscaler (`pixelmesh.operator.autoscaler.Autoscaler`) is such a policy; `MinimumReplicas` applies
+`autoscaling.minReplicas` (at least one worker unless scale-to-zero is allowed) where no autoscaler
+runs. Under `autoscaling.engine: keda` the count is KEDA's, and the policy answers None: never
+written.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from pixelmesh.api.messages import PipelineRef
 from pixelmesh.api.resources import Autoscaling, ScalingEngine
 from pixelmesh.operator.runtime import WorkerObservation
 from pixelmesh.operator.target import WorkerTarget
@@ -33,6 +36,10 @@ class ReplicaPolicy(Protocol):
         self, target: WorkerTarget, observed: WorkerObservation, backlog: int | None
     ) -> ScaleDecision | None:
         """The count the workers should have now; None leaves it to someone else."""
+        ...
+
+    def forget(self, ref: PipelineRef, region: str | None = None) -> None:
+        """The pipeline left `region` (None: it was deleted); whatever was kept for it can go."""
         ...
 
 
@@ -57,3 +64,6 @@ class MinimumReplicas:
         if target.spec.autoscaling.engine is ScalingEngine.KEDA:
             return None
         return ScaleDecision(floor_replicas(target.spec.autoscaling), "minimum")
+
+    def forget(self, ref: PipelineRef, region: str | None = None) -> None:
+        """Nothing is kept per pipeline."""

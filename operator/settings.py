@@ -34,6 +34,8 @@ class OperatorSettings:
     """The operator's own log lines: `json` (one object per line) or `text`."""
     resync_seconds: float = 30.0
     """Every pipeline is re-converged this often, whether or not anything changed."""
+    autoscaler_interval_seconds: float = 5.0
+    """How often the built-in autoscaler decides for pipelines that set no `autoscaling.interval`."""
     metrics_port: int = 8080
     """Port of the operator's Prometheus metrics; 0 turns them off."""
     health_port: int = 8081
@@ -45,6 +47,8 @@ class OperatorSettings:
         problems = []
         if self.resync_seconds <= 0:
             problems.append("resync_seconds must be positive")
+        if self.autoscaler_interval_seconds <= 0:
+            problems.append("autoscaler_interval_seconds must be positive")
         if not self.nats_urls:
             problems.append("nats_urls must name at least one server")
         problems += [
@@ -91,6 +95,11 @@ def parse_settings(
     parser.add_argument("--worker-log-format", choices=("json", "text"))
     parser.add_argument("--log-format", choices=("json", "text"), help="format of the operator's logs")
     parser.add_argument("--resync-seconds", type=float, help="interval of the drift-repair resync")
+    parser.add_argument(
+        "--autoscaler-interval-seconds",
+        type=float,
+        help="interval of autoscaling decisions for pipelines that set none",
+    )
     parser.add_argument("--metrics-port", type=int, help="Prometheus metrics port (0: off)")
     parser.add_argument("--health-port", type=int, help="liveness port (0: off)")
     parser.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster)")

@@ -381,6 +381,27 @@ def pipeline_status(previous: ImagePipelineStatus, findings: PipelineFindings) -
     )
 
 
+def record_scaling(
+    status: ImagePipelineStatus, region: str, desired: int, reason: str
+) -> ImagePipelineStatus:
+    """The autoscaler's decision for one region, between two reconcile passes.
+
+    Only a region the last pass reported is updated (the pass creates the entry); the total follows.
+    Conditions wait for the next pass, which sees the workers the new count brings.
+    """
+    if not any(r.region == region for r in status.regions):
+        return status
+    regions = [
+        r.model_copy(update={"desired_replicas": desired, "scaling_reason": reason})
+        if r.region == region
+        else r
+        for r in status.regions
+    ]
+    return status.model_copy(
+        update={"regions": regions, "desired_replicas": sum(r.desired_replicas for r in regions)}
+    )
+
+
 def status_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
     """A merge patch turning the stored status `old` into `new` (empty: nothing to write)."""
     old = dict(old or {})

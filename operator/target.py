@@ -29,8 +29,12 @@ class RegionPlacement:
     placement_cluster: str | None = None
     placement: Placement = field(default_factory=Placement)
     capacity: int | None = None
+    """The pool's `capacity.maxWorkers`: most workers across its pipelines (None: no limit)."""
     cluster: ClusterRef | None = None
     """None: the operator's own cluster."""
+    nats_monitoring_endpoint: str | None = None
+    """`host:port` of the NATS monitoring endpoint (for KEDA); None: derived from the first URL."""
+    nats_account: str = "$G"
 
     @classmethod
     def from_pool(cls, pool_name: str, pool: RegionPoolSpec, weight: int) -> RegionPlacement:
@@ -45,6 +49,8 @@ class RegionPlacement:
             placement=pool.placement,
             capacity=pool.capacity.max_workers,
             cluster=pool.cluster,
+            nats_monitoring_endpoint=pool.nats.monitoring_endpoint,
+            nats_account=pool.nats.account,
         )
 
 

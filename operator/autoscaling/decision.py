@@ -166,7 +166,19 @@ def decide(policy: ScalingPolicy, m: Measurements, memory: ScalerMemory, now: fl
             reason = ScalingReason.STABILISING
     else:
         desired = target
+    if desired > policy.max_replicas:
+        # A lowered maxReplicas applies at once, whatever the window remembers.
+        desired, reason = policy.max_replicas, ScalingReason.MAXIMUM
     return Decision(desired, reason, need, new_memory)
+
+
+def resumed_memory(current: int, now: float) -> ScalerMemory:
+    """The memory for a fleet met for the first time: a new pipeline, or any after an operator restart.
+
+    The window is lost with the process that held it; taking the current count as just recommended
+    means nothing shrinks for one window after a restart, while a scale-up still happens at once.
+    """
+    return ScalerMemory(recommendations=((now, current),))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ prints the table for the standard scenarios.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -48,6 +49,9 @@ class Scenario:
     noise: bool = True
     """Draw each second's arrivals around the curve (Poisson-like), as real traffic is."""
     seed: int = 7
+    rates: bool = True
+    """Give the decision the arrival and service rates; False sizes by the backlog alone, as KEDA's
+    JetStream scaler does (`ceil(lag / lagThreshold)`), for comparison."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +136,8 @@ def simulate(scenario: Scenario, policy: ScalingPolicy, tick: float = 1.0) -> Re
             m = Measurements(
                 current_replicas=fleet.size,
                 backlog=math.ceil(backlog) if backlog > 0.5 else 0,
-                arrival_rate=arrival_rate(seq_samples, t),
-                service_rate=scenario.service_rate,
+                arrival_rate=arrival_rate(seq_samples, t) if scenario.rates else None,
+                service_rate=scenario.service_rate if scenario.rates else None,
             )
             decision = decide(policy, m, memory, t)
             memory = decision.memory
@@ -233,9 +237,13 @@ def render(reports: Sequence[Report]) -> str:
 
 
 def main() -> None:
-    """Print the standard scenarios under the default policy (with room for the burst)."""
+    """Print the standard scenarios under the default policy (with room for the burst), then the same
+    traffic sized by the backlog alone (KEDA's way) for comparison."""
     policy = ScalingPolicy(max_replicas=80)
     print(render([simulate(s, policy) for s in standard_scenarios()]))  # noqa: T201
+    print("\nbacklog only (as KEDA's JetStream scaler sizes):")  # noqa: T201
+    lag_only = [dataclasses.replace(s, rates=False) for s in standard_scenarios()]
+    print(render([simulate(s, policy) for s in lag_only]))  # noqa: T201
 
 
 if __name__ == "__main__":

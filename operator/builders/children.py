@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pixelmesh.api.resources import ScalingEngine
 from pixelmesh.operator.builders.config_map import build_pipeline_config_map
 from pixelmesh.operator.builders.disruption import build_disruption_budget
 from pixelmesh.operator.builders.hashing import KubeObject
 from pixelmesh.operator.builders.monitoring import build_service_monitor
+from pixelmesh.operator.builders.scaled_object import build_scaled_object
 from pixelmesh.operator.builders.secrets import build_nats_credentials_secret
 from pixelmesh.operator.builders.service import build_metrics_service
 from pixelmesh.operator.builders.workers import build_worker_deployment
@@ -26,6 +28,13 @@ class ChildOptions:
     """The Prometheus Operator's ServiceMonitor CRD exists."""
     nats_credentials: bytes | None = None
     """The region's `.creds` file, when its RegionPool names one."""
+    scaled_object: bool = False
+    """KEDA's ScaledObject CRD exists."""
+
+
+def wants_scaled_object(target: WorkerTarget, options: ChildOptions) -> bool:
+    """A KEDA ScaledObject belongs to the workers: the pipeline chose KEDA and KEDA is installed."""
+    return options.scaled_object and target.spec.autoscaling.engine is ScalingEngine.KEDA
 
 
 def build_children(target: WorkerTarget, options: ChildOptions) -> list[KubeObject]:
@@ -40,4 +49,6 @@ def build_children(target: WorkerTarget, options: ChildOptions) -> list[KubeObje
     ]
     if options.service_monitor:
         children.append(build_service_monitor(target))
+    if wants_scaled_object(target, options):
+        children.append(build_scaled_object(target))  # after the Deployment it scales
     return children

@@ -67,13 +67,18 @@ EVENT = Kind("v1", "Event", "events")
 DEPLOYMENT = Kind("apps/v1", "Deployment", "deployments")
 PDB = Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets")
 SERVICE_MONITOR = Kind(f"{names.SERVICE_MONITOR_GROUP}/v1", "ServiceMonitor", "servicemonitors")
+SCALED_OBJECT = Kind(
+    f"{names.SCALED_OBJECT_GROUP}/{names.SCALED_OBJECT_VERSION}", "ScaledObject", "scaledobjects"
+)
 CRD = Kind(
     "apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False
 )
 PIPELINE = Kind(names.API_VERSION, names.PIPELINE_KIND, names.PIPELINE_PLURAL)
 POOL = Kind(names.API_VERSION, names.POOL_KIND, names.POOL_PLURAL, namespaced=False)
 
-KINDS: dict[str, Kind] = {k.kind: k for k in (CONFIG_MAP, SECRET, SERVICE, DEPLOYMENT, PDB, SERVICE_MONITOR)}
+KINDS: dict[str, Kind] = {
+    k.kind: k for k in (CONFIG_MAP, SECRET, SERVICE, DEPLOYMENT, PDB, SERVICE_MONITOR, SCALED_OBJECT)
+}
 """The kinds of children, by `kind`."""
 
 

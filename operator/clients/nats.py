@@ -1,4 +1,5 @@
-"""The operator's NATS side: one connection per region, JetStream provisioning, backlog and probes.
+"""The operator's NATS side: one connection per region, JetStream provisioning, backlog, probes, and
+the autoscaler's reads (`read_queue`).
 
 Connections are opened on first use and reused. A connection that gives up reconnecting is closed
 and dropped; the next call opens a new one, so a region whose NATS comes back heals on the next
@@ -27,10 +28,12 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
+from pydantic import ValidationError
 
 from pixelmesh.api import streams
-from pixelmesh.api.messages import PipelineRef
+from pixelmesh.api.messages import PipelineRef, WorkerReport
 from pixelmesh.api.resources import SecretKeyRef
+from pixelmesh.operator.autoscaling.measure import QueueReading, WorkerTotals
 from pixelmesh.operator.clients import jetstream as provisioning
 from pixelmesh.operator.errors import JetStreamRefusedError, RegionUnreachableError
 from pixelmesh.operator.jetstream import PipelineStreamSettings, RegionBucketSettings
@@ -186,6 +189,47 @@ class NatsJetStream:
             return None
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
+    async def read_queue(self, placement: RegionPlacement, ref: PipelineRef) -> QueueReading:
+        """What the autoscaler reads of a pipeline in a region; None for each part that failed.
+
+        `consumer_info` and `stream_info` are JetStream API requests, answered by the consumer's and
+        the stream's leader: never a follower's stale view (KEDA's scaler reads the monitoring
+        endpoint of whichever server it reaches).
+        """
+        try:
+            js = await self._js(placement)
+        except RegionUnreachableError:
+            return QueueReading(backlog=None)
+        backlog = last_sequence = None
+        workers: tuple[WorkerTotals, ...] | None = None
+        try:
+            info = await js.consumer_info(streams.job_stream(ref), streams.worker_consumer(ref))
+            backlog = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        except BACKLOG_ERRORS as error:
+            logger.debug(
+                "Reading the backlog of ImagePipeline %s in region %s failed: %r",
+                ref,
+                placement.region,
+                error,
+            )
+        try:
+            stream = await js.stream_info(streams.job_stream(ref))
+            last_sequence = int(stream.state.last_seq or 0)
+        except BACKLOG_ERRORS as error:
+            logger.debug(
+                "Reading the stream of ImagePipeline %s in region %s failed: %r", ref, placement.region, error
+            )
+        try:
+            workers = await asyncio.wait_for(_worker_totals(js, ref, placement.region), REQUEST_TIMEOUT)
+        except BACKLOG_ERRORS as error:
+            logger.debug(
+                "Reading the worker reports of ImagePipeline %s in region %s failed: %r",
+                ref,
+                placement.region,
+                error,
+            )
+        return QueueReading(backlog=backlog, last_sequence=last_sequence, workers=workers)
+
     async def delete_pipeline(self, placement: RegionPlacement, ref: PipelineRef) -> None:
         js = await self._js(placement)
         await _unreachable_as(placement, provisioning.delete_pipeline_resources(js, ref))
@@ -211,6 +255,30 @@ class NatsJetStream:
                 nats_reachable=True, jetstream_available=False, round_trip_seconds=round_trip, message=message
             )
         return ProbeResult(nats_reachable=True, jetstream_available=True, round_trip_seconds=round_trip)
+
+
+async def _worker_totals(js: JetStreamContext, ref: PipelineRef, region: str) -> tuple[WorkerTotals, ...]:
+    """The latest report of each worker of `ref` in `region`, from the worker-stats bucket.
+
+    One watch on the pipeline's keys, last value per key: a single round of messages whatever the
+    number of workers. A report that does not parse (another version's) is skipped.
+    """
+    bucket = await js.key_value(streams.WORKER_STATS_BUCKET)
+    watcher = await bucket.watch(streams.worker_stats_filter(ref), ignore_deletes=True)
+    found: list[WorkerTotals] = []
+    try:
+        async for entry in watcher:
+            if entry is None:  # the watcher's marker: every current value has been delivered
+                break
+            try:
+                report = WorkerReport.model_validate_json(entry.value or b"")
+            except ValidationError:
+                continue
+            if report.region == region:
+                found.append(WorkerTotals(report.worker, report.served, report.busy_seconds))
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return tuple(found)
 
 
 async def _unreachable_as(placement: RegionPlacement, call: Awaitable[_T]) -> _T:

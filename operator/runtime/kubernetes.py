@@ -4,7 +4,10 @@ Observe, then decide, then write: every child is read, `drift.plan_child` decide
 the planned writes are sent. An unchanged pipeline costs reads only. A child deleted by hand is
 absent on the next pass and created again; a child edited by hand is patched back.
 
-A ServiceMonitor is built only while the Prometheus Operator's CRD exists (checked once a minute).
+A ServiceMonitor is built only while the Prometheus Operator's CRD exists, a KEDA ScaledObject only
+while KEDA's does and the pipeline chose `autoscaling.engine: keda` (each CRD checked once a minute).
+A pipeline that goes back to the built-in engine loses its ScaledObject, so KEDA and the operator
+never both write `spec.replicas`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 from pixelmesh.api.messages import PipelineRef
 from pixelmesh.api.resources import SecretKeyRef
 from pixelmesh.operator import names
-from pixelmesh.operator.builders.children import ChildOptions, build_children
+from pixelmesh.operator.builders.children import ChildOptions, build_children, wants_scaled_object
 from pixelmesh.operator.builders.hashing import KubeObject
 from pixelmesh.operator.clients import kube as k8s
 from pixelmesh.operator.drift import ChildAction, plan_child, plan_scale
@@ -28,7 +31,20 @@ from pixelmesh.operator.target import WorkerTarget
 logger = logging.getLogger(__name__)
 
 CRD_CHECK_EVERY = 60.0
-CHILD_KINDS = (k8s.CONFIG_MAP, k8s.SECRET, k8s.DEPLOYMENT, k8s.SERVICE, k8s.PDB, k8s.SERVICE_MONITOR)
+CHILD_KINDS = (
+    k8s.CONFIG_MAP,
+    k8s.SECRET,
+    k8s.DEPLOYMENT,
+    k8s.SERVICE,
+    k8s.PDB,
+    k8s.SERVICE_MONITOR,
+    k8s.SCALED_OBJECT,
+)
+OPTIONAL_KINDS = {
+    k8s.SERVICE_MONITOR.kind: names.SERVICE_MONITOR_CRD,
+    k8s.SCALED_OBJECT.kind: names.SCALED_OBJECT_CRD,
+}
+"""Children whose kind exists only where another operator's CRD is installed."""
 
 CredentialsLoader = Callable[[SecretKeyRef], Awaitable[bytes]]
 
@@ -65,14 +81,17 @@ class KubernetesRuntime:
     def __init__(self, kube: k8s.KubeClient, *, credentials: CredentialsLoader | None = None) -> None:
         self._kube = kube
         self._credentials = credentials
-        self._service_monitors = _CrdCache()
+        self._crds: dict[str, _CrdCache] = {}
 
-    async def _service_monitor_available(self) -> bool:
-        cache = self._service_monitors
+    async def _crd_available(self, crd: str) -> bool:
+        cache = self._crds.setdefault(crd, _CrdCache())
         if cache.checked_at is None or time.monotonic() - cache.checked_at > CRD_CHECK_EVERY:
-            cache.present = await self._kube.crd_exists(names.SERVICE_MONITOR_CRD)
+            cache.present = await self._kube.crd_exists(crd)
             cache.checked_at = time.monotonic()
         return cache.present
+
+    async def _service_monitor_available(self) -> bool:
+        return await self._crd_available(names.SERVICE_MONITOR_CRD)
 
     async def _options(self, target: WorkerTarget) -> ChildOptions:
         credentials = None
@@ -82,13 +101,16 @@ class KubernetesRuntime:
                 raise RuntimeError(f"region {target.region} names NATS credentials but none can be read")
             credentials = await self._credentials(ref)
         return ChildOptions(
-            service_monitor=await self._service_monitor_available(), nats_credentials=credentials
+            service_monitor=await self._service_monitor_available(),
+            nats_credentials=credentials,
+            scaled_object=await self._crd_available(names.SCALED_OBJECT_CRD),
         )
 
     async def apply(self, target: WorkerTarget, replicas: int) -> Applied:
         actions: list[RuntimeAction] = []
         deployment: KubeObject | None = None
-        for desired in build_children(target, await self._options(target)):
+        options = await self._options(target)
+        for desired in build_children(target, options):
             kind = k8s.KINDS[desired["kind"]]
             name = desired["metadata"]["name"]
             observed = await self._kube.get(kind, target.ref.namespace, name)
@@ -105,6 +127,10 @@ class KubernetesRuntime:
                 actions.append(RuntimeAction("Updated", kind.kind, name, plan.reason))
             if kind is k8s.DEPLOYMENT:
                 deployment = result
+        if options.scaled_object and not wants_scaled_object(target, options):
+            actions += await self._remove_child(
+                k8s.SCALED_OBJECT, target.ref, target.names.workers, "the built-in autoscaler took over"
+            )
         for action in actions:
             logger.info(
                 "%s for ImagePipeline %s in region %s", action.describe()[:-1], target.ref, target.region
@@ -152,6 +178,16 @@ class KubernetesRuntime:
         }
         return sorted(found, key=lambda p: (p.region, p.pool))
 
+    async def _remove_child(
+        self, kind: k8s.Kind, ref: PipelineRef, name: str, why: str
+    ) -> list[RuntimeAction]:
+        observed = await self._kube.get(kind, ref.namespace, name)
+        if observed is None or not self._ours(observed, ref):
+            return []
+        if not await self._kube.delete(kind, ref.namespace, name):
+            return []
+        return [RuntimeAction("Deleted", kind.kind, name, why)]
+
     async def remove(self, ref: PipelineRef, region: str) -> list[RuntimeAction]:
         child = names.child_names(ref.name, region)
         actions = []
@@ -159,13 +195,8 @@ class KubernetesRuntime:
             name = child.pipeline_config if kind is k8s.CONFIG_MAP else child.workers
             if kind is k8s.SECRET:
                 name = child.nats_credentials
-            if kind is k8s.SERVICE_MONITOR and not await self._service_monitor_available():
+            crd = OPTIONAL_KINDS.get(kind.kind)
+            if crd is not None and not await self._crd_available(crd):
                 continue
-            observed = await self._kube.get(kind, ref.namespace, name)
-            if observed is None or not self._ours(observed, ref):
-                continue
-            if await self._kube.delete(kind, ref.namespace, name):
-                actions.append(
-                    RuntimeAction("Deleted", kind.kind, name, f"region {region} left the pipeline")
-                )
+            actions += await self._remove_child(kind, ref, name, f"region {region} left the pipeline")
         return actions

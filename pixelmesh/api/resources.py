@@ -160,6 +160,12 @@ class NatsEndpoint(ApiModel):
     """The NATS cluster name that holds this region's streams in a supercluster."""
     replicas: int = Field(default=1, ge=1, le=5)
     """Copies of each stream and bucket (3 in production NATS clusters)."""
+    monitoring_endpoint: str | None = Field(default=None, max_length=253, pattern=r"^[^\s/:]+:[0-9]{1,5}$")
+    """`host:port` of the NATS HTTP monitoring endpoint, which a KEDA ScaledObject reads
+    (`autoscaling.engine: keda`). Omitted: the first URL's host on port 8222."""
+    account: str = Field(default="$G", min_length=1, max_length=128)
+    """The NATS account holding the region's streams, as the monitoring endpoint names it (`$G` when
+    the server has no accounts). Only KEDA needs it."""
 
 
 class Capacity(ApiModel):
@@ -310,8 +316,9 @@ class Autoscaling(ApiModel):
     """`builtin`: the operator sets the worker count. `keda`: a KEDA ScaledObject does."""
     priority: int = Field(default=0, ge=-1000, le=1000)
     """When pipelines compete for a region's capacity, higher priority is served first."""
-    interval: Duration = "5s"
-    """How often the decision is taken."""
+    interval: Duration | None = None
+    """How often the built-in autoscaler decides for this pipeline. Omitted: the operator's
+    `--autoscaler-interval-seconds` (5s)."""
 
 
 class PullPolicy(StrEnum):

@@ -5,7 +5,9 @@ takes, the operator's `LocalControlPlane` (its reconciler core with the process 
 Deployments), the same worker and gateway code. What the stack adds is the shell around them: it
 re-reads the files before every pass (an edited file rolls its workers, a removed one stops them, a
 broken one is reported and skipped) and runs a pass every few seconds (level-triggered, so a crashed
-worker heals on the next one), and it feeds the gateway's catalog from the pipelines' status.
+worker heals on the next one), it runs the operator's built-in autoscaler beside the passes (the
+worker processes follow the backlog, to zero and back, unless `workers` fixes their number), and it
+feeds the gateway's catalog from the pipelines' status.
 
 Everything runs on the one embedded nats-server: a RegionPool's NATS URLs (and kubeconfig) are
 replaced by the local server, so a file written for a cluster runs unchanged on a laptop. Its
@@ -59,7 +61,7 @@ class StackOptions:
     gateway_port: int = 8080
     """0 picks a free port."""
     workers: int | None = None
-    """Worker processes per pipeline and region; None: what the spec's autoscaling minimum says."""
+    """Worker processes per pipeline and region; None: the built-in autoscaler decides, as in a cluster."""
     resync_seconds: float = 5.0
 
 
@@ -76,6 +78,9 @@ class FixedReplicas:
         self, target: WorkerTarget, observed: WorkerObservation, backlog: int | None
     ) -> ScaleDecision | None:
         return ScaleDecision(self.replicas, "fixed")
+
+    def forget(self, ref: PipelineRef, region: str | None = None) -> None:
+        """Nothing is kept per pipeline."""
 
 
 class LocalCatalog:
@@ -153,6 +158,7 @@ class LocalStack:
         self._reported: set[str] = set()
         self._exit = contextlib.AsyncExitStack()
         self._resync: asyncio.Task[None] | None = None
+        self._autoscaling: asyncio.Task[None] | None = None
         self._pass_lock = asyncio.Lock()
         self.last_pass = PassReport()
 
@@ -198,6 +204,8 @@ class LocalStack:
             self.plane.reconciler.replicas = FixedReplicas(self.options.workers)
         self._exit.push_async_callback(self.plane.close)
         await self.reconcile()
+        if self.options.workers is None:
+            self._autoscaling = asyncio.get_running_loop().create_task(self.plane.autoscaler.run())
 
         self.gateway = await self._exit.enter_async_context(
             serve(self._gateway_config(), catalog=self.catalog)
@@ -214,10 +222,11 @@ class LocalStack:
         self._resync = asyncio.get_running_loop().create_task(self._resync_forever())
 
     async def stop(self) -> None:
-        if self._resync is not None:
-            self._resync.cancel()
-            await asyncio.gather(self._resync, return_exceptions=True)
-            self._resync = None
+        for task in (self._resync, self._autoscaling):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._resync = self._autoscaling = None
         await self._exit.aclose()
 
     async def _stop_nats(self) -> None:

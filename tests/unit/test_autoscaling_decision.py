@@ -16,6 +16,7 @@ from pixelmesh.operator.autoscaling.decision import (
     arrival_rate,
     cap,
     decide,
+    resumed_memory,
     service_rate,
     share_capacity,
 )
@@ -206,3 +207,26 @@ def test_service_rate_uses_busy_time() -> None:
 def test_policy_rejects_min_above_max() -> None:
     with pytest.raises(ValueError, match="minReplicas <= maxReplicas"):
         ScalingPolicy(min_replicas=5, max_replicas=2)
+
+
+def test_a_lowered_maximum_applies_at_once_whatever_the_window_remembers() -> None:
+    memory = ScalerMemory(recommendations=((990.0, 20),))
+    d = decide(ScalingPolicy(max_replicas=5), Measurements(20, 1000), memory, 1000.0)
+    assert (d.desired, d.reason) == (5, ScalingReason.MAXIMUM)
+
+
+def test_after_a_restart_nothing_shrinks_for_one_window_but_growth_is_immediate() -> None:
+    """The memory is lost with the operator: the current count is taken as just recommended."""
+    memory = resumed_memory(8, now=1000.0)
+    quiet = decide(POLICY, Measurements(8, 10), memory, 1000.0)
+    assert (quiet.desired, quiet.reason) == (8, ScalingReason.STABILISING)
+    later = decide(POLICY, Measurements(8, 10), quiet.memory, 1000.0 + POLICY.scale_down_window + 1)
+    assert later.desired == 1
+    busy = decide(POLICY, Measurements(8, 150), resumed_memory(8, now=1000.0), 1000.0)
+    assert busy.desired == 15
+
+
+def test_missing_metrics_never_scale_to_zero_even_after_a_long_idle() -> None:
+    memory = ScalerMemory(idle_since=0.0)
+    d = decide(POLICY, Measurements(2, None, 0.0, 10.0), memory, 10_000.0)
+    assert (d.desired, d.reason) == (2, ScalingReason.MISSING_METRICS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from pixelmesh.operator.autoscaling.decision import ScalingPolicy
@@ -54,3 +56,13 @@ def test_without_stabilisation_the_fleet_flaps() -> None:
     damped = simulate(sine, POLICY)
     undamped = simulate(sine, ScalingPolicy(max_replicas=80, scale_down_window=0.0))
     assert undamped.direction_changes > 3 * damped.direction_changes
+
+
+def test_the_measured_rates_beat_sizing_by_the_backlog_alone() -> None:
+    """KEDA's `ceil(lag / lagThreshold)` lets a backlog build before it adds workers and chases it."""
+    sine = standard_scenarios()[1]
+    with_rates = simulate(sine, POLICY)
+    lag_only = simulate(dataclasses.replace(sine, rates=False), POLICY)
+    assert with_rates.peak_backlog * 5 < lag_only.peak_backlog
+    assert with_rates.max_wait < lag_only.max_wait
+    assert with_rates.direction_changes * 10 < lag_only.direction_changes
