@@ -130,7 +130,10 @@ def _stack_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--port", type=int, default=None, help="gateway port (default: 8080, 0 for any)")
     parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes per pipeline (default: spec)"
+        "--workers",
+        type=int,
+        default=None,
+        help="fixed worker processes per pipeline (default: autoscaled from the backlog)",
     )
 
 
