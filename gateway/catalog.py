@@ -154,10 +154,13 @@ class DirectoryCatalog:
             logger.info("The pipeline catalog holds %d pipelines.", len(self._entries))
 
 
-class StaticCatalog:
-    """A fixed set of pipelines (tests, embedding)."""
+class MemoryCatalog:
+    """Pipelines held in memory and replaced as a whole (the local stack after each pass, embedding)."""
 
-    def __init__(self, entries: Iterable[CatalogEntry]) -> None:
+    def __init__(self, entries: Iterable[CatalogEntry] = ()) -> None:
+        self.replace(entries)
+
+    def replace(self, entries: Iterable[CatalogEntry]) -> None:
         self._entries = {entry.ref: entry for entry in entries}
 
     async def get(self, ref: PipelineRef) -> CatalogEntry | None:

@@ -13,7 +13,7 @@ logged loudly at start-up.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -54,9 +54,9 @@ class GatewayConfig:
     pipelines: tuple[Path, ...] = (Path("examples"),)
     """ImagePipeline YAML files or directories (the catalog of pipelines the gateway accepts)."""
     api_keys: tuple[str, ...] = ()
-    """Keys accepted on the job endpoints (`Authorization: Bearer` or `X-API-Key`). None: open."""
+    """Keys accepted on the job endpoints (`Authorization: Bearer` or `X-API-Key`). Empty: open."""
     signing_keys: tuple[str, ...] = ()
-    """Keys for signed image URLs; the first signs, all verify (rotation). None: signed URLs off."""
+    """Keys for signed image URLs; the first signs, all verify (rotation). Empty: signed URLs off."""
     max_upload_bytes: int = 64 * MiB
     """Ceiling on any upload; a pipeline's `input.maxBytes` lowers it for that pipeline."""
     max_wait_seconds: float = 60.0
@@ -115,29 +115,23 @@ class GatewayConfig:
             raw = env.get(ENV_PREFIX + setting.name.upper())
             if raw is None:
                 continue
-            values[setting.name] = _parse(setting.name, raw)
+            values[setting.name] = _parse(setting.name, str(setting.type), raw)
         values.update(overrides)
         return cls(**values)
 
 
-def _parse(name: str, raw: str) -> Any:
-    parsers: dict[str, Any] = {
-        "port": int,
-        "regions": parse_regions,
-        "pipelines": lambda text: tuple(Path(p) for p in text.split(os.pathsep) if p),
-        "api_keys": _csv,
-        "signing_keys": _csv,
-        "max_upload_bytes": int,
-        "max_wait_seconds": float,
-        "image_wait_seconds": float,
-        "backlog_limit": int,
-        "backlog_refresh_seconds": float,
-        "routing_refresh_seconds": float,
-        "retry_after_seconds": int,
-        "catalog_refresh_seconds": float,
-        "lingering_seconds": float,
-    }
-    parser = parsers.get(name, str)
+PARSERS: dict[str, Callable[[str], Any]] = {
+    "regions": parse_regions,
+    "pipelines": lambda text: tuple(Path(p) for p in text.split(os.pathsep) if p),
+    "api_keys": _csv,
+    "signing_keys": _csv,
+}
+"""Settings that are not a plain `str`, `int` or `float`; those are parsed by their declared type."""
+SCALARS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float}
+
+
+def _parse(name: str, type_name: str, raw: str) -> Any:
+    parser = PARSERS.get(name) or SCALARS[type_name]
     try:
         return parser(raw)
     except ValueError as error:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import time
 
 from aiohttp import web
@@ -25,7 +24,7 @@ from pixelmesh.gateway.negotiation import choose_format
 from pixelmesh.gateway.openapi import openapi_document
 from pixelmesh.gateway.probe import check_source
 from pixelmesh.gateway.problems import ProblemError, problem_response
-from pixelmesh.gateway.service import JobService, StoredObject, is_job_id, new_job_id
+from pixelmesh.gateway.service import JobService, Route, StoredObject, is_job_id, new_job_id
 from pixelmesh.gateway.upload import check_declared_length, read_source
 
 SERVICE = web.AppKey("service", JobService)
@@ -33,7 +32,6 @@ CONFIG = web.AppKey("config", GatewayConfig)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 YEAR = 365 * 24 * 3600
 JSON = "application/json"
 
@@ -132,11 +130,16 @@ async def submit_expect(request: web.Request) -> web.StreamResponse | None:
     return None
 
 
-async def refuse_bad_source(data: bytes, entry: CatalogEntry) -> None:
+async def receive_source(request: web.Request, entry: CatalogEntry, route: Route) -> tuple[str, int]:
+    """Read the upload, refuse a bad one, store it in the route's region: (source key, size)."""
+    app = request.app
+    data = await read_source(request, upload_limit(app[CONFIG], entry))
+    app[METRICS].upload_bytes.labels(str(entry.ref)).inc(len(data))
     # Header parsing is quick, but it is C code on untrusted bytes: keep it off the event loop.
     refusal = await asyncio.to_thread(check_source, data, entry.spec.input)
     if refusal is not None:
         raise ProblemError(refusal.code, refusal.detail)
+    return await app[SERVICE].store_source(route.region, data), len(data)
 
 
 async def submit_job(request: web.Request) -> web.Response:
@@ -156,20 +159,15 @@ async def submit_job(request: web.Request) -> web.Response:
             )
         earlier = await service.find(idempotency_key)
         if earlier is not None:
-            if earlier.view.done or wait <= 0:
-                return job_response(earlier.view)
-            return job_response(await service.status(idempotency_key, wait))
+            return job_response(await service.wait_on(earlier, wait))
     route = service.route(entry)
     service.check_backlog(entry, route.region)
-    data = await read_source(request, upload_limit(config, entry))
-    app[METRICS].upload_bytes.labels(str(entry.ref)).inc(len(data))
-    await refuse_bad_source(data, entry)
-    source_key = await service.store_source(route.region, data)
+    source_key, source_size = await receive_source(request, entry, route)
     view = await service.submit(
         entry=entry,
         route=route,
         source_key=source_key,
-        source_size=len(data),
+        source_size=source_size,
         job_id=idempotency_key or new_job_id(),
         variants=variants,
         formats=formats,
@@ -185,15 +183,12 @@ def job_response(view: JobView) -> web.Response:
 
 async def store_source(request: web.Request) -> web.Response:
     app = request.app
-    config, service = app[CONFIG], app[SERVICE]
+    service = app[SERVICE]
     app[API_KEYS].require(request.headers)
     entry = await service.pipeline(pipeline_ref(request))
     route = service.route(entry)
-    data = await read_source(request, upload_limit(config, entry))
-    app[METRICS].upload_bytes.labels(str(entry.ref)).inc(len(data))
-    await refuse_bad_source(data, entry)
-    key = await service.store_source(route.region, data)
-    return json_response(StoredSource(source_key=key, size=len(data), region=route.region.name), status=201)
+    key, size = await receive_source(request, entry, route)
+    return json_response(StoredSource(source_key=key, size=size, region=route.region.name), status=201)
 
 
 async def job_status(request: web.Request) -> web.Response:
@@ -275,7 +270,7 @@ async def signed_image(request: web.Request) -> web.Response:
         raise ProblemError(
             ProblemCode.UNKNOWN_VARIANT, f"pipeline {entry.ref} has no variant {address.variant}"
         ) from error
-    if SHA256_HEX.fullmatch(address.source) is None:
+    if signing.SOURCE_KEY.fullmatch(address.source) is None:
         raise ProblemError(ProblemCode.SOURCE_MISSING, "the source must be a stored source's sha256")
     is_auto = variant.format.type is OutputType.AUTO
     fmt = choose_format(request.headers.get("Accept")) if is_auto else variant.format.type

@@ -89,7 +89,7 @@ class GatewayMetrics:
         )
         self.image_requests = Counter(
             PREFIX + "image_requests_total",
-            "Signed image URL requests, by outcome (stored, rendered, not_modified).",
+            "Signed image URL requests, by outcome (stored, rendered); a 304 answer counts as stored.",
             ["outcome"],
             registry=r,
         )

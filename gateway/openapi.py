@@ -24,14 +24,14 @@ NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 def _problem(description: str) -> dict[str, Any]:
     return {
         "description": description,
-        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": REF.format(model="Problem")}}},
     }
 
 
 def _json(description: str, schema: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        "content": {"application/json": {"schema": {"$ref": REF.format(model=schema)}}},
     }
     if headers:
         response["headers"] = headers
@@ -71,6 +71,12 @@ WAIT_PARAM = {
     "schema": {"type": "number", "minimum": 0},
 }
 JOB_ID_PARAM = _path_param("job_id", "The job id.")
+IF_NONE_MATCH_PARAM = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+}
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
 LOCATION = {"Location": {"description": "The job's status URL.", "schema": {"type": "string"}}}
 UPLOAD_BODY = {
@@ -209,12 +215,7 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [
                         JOB_ID_PARAM,
                         _path_param("variant", "The variant's name."),
-                        {
-                            "name": "If-None-Match",
-                            "in": "header",
-                            "required": False,
-                            "schema": {"type": "string"},
-                        },
+                        IF_NONE_MATCH_PARAM,
                     ],
                     "responses": {
                         "200": _image("The output's bytes."),
@@ -258,12 +259,7 @@ def openapi_document() -> dict[str, Any]:
                             "schema": {"type": "integer"},
                         },
                         {"name": "Accept", "in": "header", "required": False, "schema": {"type": "string"}},
-                        {
-                            "name": "If-None-Match",
-                            "in": "header",
-                            "required": False,
-                            "schema": {"type": "string"},
-                        },
+                        IF_NONE_MATCH_PARAM,
                     ],
                     "responses": {
                         "200": _image("The rendered variant."),

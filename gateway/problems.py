@@ -1,4 +1,4 @@
-"""Problem details (RFC 9457): one table of codes, statuses and titles, and one exception to raise.
+"""Problem details (RFC 9457): one exception to raise, and its problem+json response.
 
 Handlers raise `ProblemError(code, detail)`; the error middleware turns it (and aiohttp's own HTTP
 errors, and anything unexpected) into an `application/problem+json` response. A job failure
@@ -8,45 +8,10 @@ sees for a bomb is the same whether the gateway refused it from the header or a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from aiohttp import web
 
-from pixelmesh.api.http import PROBLEM_CONTENT_TYPE, Problem, ProblemCode
+from pixelmesh.api.http import PROBLEM_CONTENT_TYPE, PROBLEM_KINDS, Problem, ProblemCode
 from pixelmesh.api.messages import FailureReason
-
-
-@dataclass(frozen=True, slots=True)
-class ProblemKind:
-    status: int
-    title: str
-
-
-KINDS: dict[ProblemCode, ProblemKind] = {
-    ProblemCode.TOO_LARGE: ProblemKind(413, "The source is larger than the pipeline accepts"),
-    ProblemCode.TOO_MANY_PIXELS: ProblemKind(422, "The image has more pixels than the pipeline accepts"),
-    ProblemCode.TOO_MANY_FRAMES: ProblemKind(422, "The image has more frames than the pipeline accepts"),
-    ProblemCode.UNSUPPORTED_FORMAT: ProblemKind(415, "The source format is not accepted by the pipeline"),
-    ProblemCode.CORRUPT: ProblemKind(422, "The source could not be decoded"),
-    ProblemCode.TIMEOUT: ProblemKind(504, "The job passed its deadline before it ran"),
-    ProblemCode.SOURCE_MISSING: ProblemKind(404, "The source is not in the region's store"),
-    ProblemCode.INVALID_JOB: ProblemKind(400, "The job could not be understood"),
-    ProblemCode.UNKNOWN_VARIANT: ProblemKind(404, "The pipeline has no such variant"),
-    ProblemCode.PROCESSING_FAILED: ProblemKind(422, "The pipeline could not process the image"),
-    ProblemCode.MAX_DELIVERIES: ProblemKind(503, "The job failed on every attempt"),
-    ProblemCode.PAYLOAD_TOO_LARGE: ProblemKind(413, "The request body is too large"),
-    ProblemCode.BAD_REQUEST: ProblemKind(400, "The request is malformed"),
-    ProblemCode.UNAUTHORIZED: ProblemKind(401, "A valid API key is required"),
-    ProblemCode.BAD_SIGNATURE: ProblemKind(403, "The URL signature is not valid"),
-    ProblemCode.SIGNATURE_EXPIRED: ProblemKind(403, "The signed URL has expired"),
-    ProblemCode.UNKNOWN_PIPELINE: ProblemKind(404, "No such pipeline"),
-    ProblemCode.NOT_FOUND: ProblemKind(404, "Not found"),
-    ProblemCode.METHOD_NOT_ALLOWED: ProblemKind(405, "Method not allowed"),
-    ProblemCode.BACKLOG_FULL: ProblemKind(429, "The region's backlog is full; retry later"),
-    ProblemCode.NO_REGION: ProblemKind(503, "No region can take the job"),
-    ProblemCode.UNAVAILABLE: ProblemKind(503, "The job system is unavailable; retry later"),
-    ProblemCode.INTERNAL: ProblemKind(500, "Internal error"),
-}
 
 
 def code_of(reason: FailureReason) -> ProblemCode:
@@ -75,7 +40,7 @@ class ProblemError(Exception):
 
     @property
     def status(self) -> int:
-        return KINDS[self.code].status
+        return PROBLEM_KINDS[self.code].status
 
 
 def problem_body(
@@ -86,7 +51,7 @@ def problem_body(
     job_id: str | None = None,
     retry_after: int | None = None,
 ) -> Problem:
-    kind = KINDS[code]
+    kind = PROBLEM_KINDS[code]
     return Problem(
         type=code.type_uri,
         title=kind.title,

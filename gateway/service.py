@@ -174,17 +174,16 @@ class JobService:
         return Route(region=self.regions.get(name), generation=generation)
 
     async def _load_routing(self, ref: PipelineRef) -> RoutingEntry | None:
-        # The routing bucket is replicated to every region: any reachable one will do.
-        for link in self.regions.home_first():
-            kv = await link.kv(streams.ROUTING_BUCKET)
-            try:
-                entry = await kv.get(streams.routing_key(ref))
-            except KeyNotFoundError:
-                return None
-            if entry.value is None:
-                return None
-            return RoutingEntry.model_validate_json(entry.value)
-        raise ConnectionError("no region is reachable")
+        # The routing bucket is replicated to every region: the first reachable one will do.
+        links = self.regions.home_first()
+        if not links:
+            raise ConnectionError("no region is reachable")
+        kv = await links[0].kv(streams.ROUTING_BUCKET)
+        try:
+            entry = await kv.get(streams.routing_key(ref))
+        except KeyNotFoundError:
+            return None
+        return RoutingEntry.model_validate_json(entry.value) if entry.value is not None else None
 
     def check_backlog(self, entry: CatalogEntry, region: RegionLink) -> None:
         backlog = self.backlog.get((region.name, entry.ref))
@@ -282,8 +281,7 @@ class JobService:
 
     def _finished(self, result: JobResult, region: RegionLink) -> JobView:
         self.metrics.wait_outcomes.labels(result.status.value).inc()
-        if result.status is JobStatus.FAILED and result.error is not None:
-            raise ProblemError(code_of(result.error.reason), result.error.message, job_id=result.job_id)
+        _raise_if_failed(result)
         return view_of_result(result, region.name)
 
     async def _publish(self, region: RegionLink, job: JobMessage) -> bool:
@@ -408,9 +406,13 @@ class JobService:
         record = await self.find(job_id)
         if record is None:
             raise ProblemError(ProblemCode.NOT_FOUND, f"there is no job {job_id}")
+        return await self.wait_on(record, wait)
+
+    async def wait_on(self, record: JobRecord, wait: float) -> JobView:
+        """The view of a job already found; a pending one is waited on for up to `wait` seconds."""
         if record.view.done or wait <= 0:
             return record.view
-        region = record.region
+        region, job_id = record.region, record.view.job_id
         waiter = await self._subscribe_result(region, record.view.pipeline, job_id)
         try:
             done = await self._completion(region, job_id)
@@ -430,11 +432,7 @@ class JobService:
             raise ProblemError(view.error.code, view.error.message, job_id=job_id)
         if record.result is None:
             raise ProblemError(ProblemCode.NOT_FOUND, f"job {job_id} has not finished yet", job_id=job_id)
-        output = next((o for o in record.result.outputs if o.variant == variant), None)
-        if output is None:
-            raise ProblemError(
-                ProblemCode.UNKNOWN_VARIANT, f"job {job_id} has no output {variant!r}", job_id=job_id
-            )
+        output = _output_of(record.result, variant, ProblemCode.UNKNOWN_VARIANT)
         return _stored(record.region, record.result.pipeline, output)
 
     async def read(self, stored: StoredObject) -> bytes:
@@ -496,13 +494,8 @@ class JobService:
                 job_id=job_id,
                 retry_after=self.config.retry_after_seconds,
             )
-        if result.status is JobStatus.FAILED and result.error is not None:
-            raise ProblemError(code_of(result.error.reason), result.error.message, job_id=job_id)
-        output = next((o for o in result.outputs if o.variant == variant), None)
-        if output is None:
-            raise ProblemError(
-                ProblemCode.NOT_FOUND, f"job {job_id} produced no output {variant!r}", job_id=job_id
-            )
+        _raise_if_failed(result)
+        output = _output_of(result, variant, ProblemCode.NOT_FOUND)
         self.metrics.image_requests.labels("rendered").inc()
         return _stored(region, entry.ref, output)
 
@@ -527,6 +520,19 @@ class JobService:
             content_type=CONTENT_TYPES[fmt],
             size=info.size or 0,
         )
+
+
+def _raise_if_failed(result: JobResult) -> None:
+    if result.status is JobStatus.FAILED and result.error is not None:
+        raise ProblemError(code_of(result.error.reason), result.error.message, job_id=result.job_id)
+
+
+def _output_of(result: JobResult, variant: str, missing: ProblemCode) -> OutputRef:
+    """The result's output of `variant`; a `missing` problem when it has none."""
+    for output in result.outputs:
+        if output.variant == variant:
+            return output
+    raise ProblemError(missing, f"job {result.job_id} has no output {variant!r}", job_id=result.job_id)
 
 
 def _stored(region: RegionLink, ref: PipelineRef, output: OutputRef) -> StoredObject:

@@ -18,12 +18,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import quote
 
 IMG_PREFIX = "/v1/img"
+SOURCE_KEY = re.compile(r"^[0-9a-f]{64}$")
+"""A stored source's key: its sha256 as lowercase hex (the only thing a signed URL may name)."""
 
 
 class Verdict(StrEnum):
@@ -44,29 +47,24 @@ class ImageAddress:
     expires: int | None = None
     """Unix time after which the URL is refused."""
 
-    def signed_message(self) -> bytes:
-        path = "/" + "/".join(quote(part, safe="") for part in self._parts())
+    def path(self) -> str:
+        """`/{namespace}/{pipeline}/{variant}/{source}[?expires=T]`: what the signature covers."""
+        parts = (self.namespace, self.pipeline, self.variant, self.source)
+        path = "/" + "/".join(quote(part, safe="") for part in parts)
         if self.expires is not None:
             path += f"?expires={self.expires}"
-        return path.encode()
-
-    def _parts(self) -> tuple[str, str, str, str]:
-        return (self.namespace, self.pipeline, self.variant, self.source)
+        return path
 
 
 def signature(key: bytes, address: ImageAddress) -> str:
     """The URL-safe signature of `address` under `key`."""
-    digest = hmac.new(key, address.signed_message(), hashlib.sha256).digest()
+    digest = hmac.new(key, address.path().encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def signed_path(key: bytes, address: ImageAddress) -> str:
     """The full path (and query) of a signed URL, to append to the gateway's base URL."""
-    parts = "/".join(quote(part, safe="") for part in address._parts())
-    path = f"{IMG_PREFIX}/{signature(key, address)}/{parts}"
-    if address.expires is not None:
-        path += f"?expires={address.expires}"
-    return path
+    return f"{IMG_PREFIX}/{signature(key, address)}{address.path()}"
 
 
 def verify(keys: Sequence[bytes], presented: str, address: ImageAddress, now: float) -> Verdict:

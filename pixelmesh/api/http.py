@@ -1,12 +1,15 @@
 """The bodies of the gateway's HTTP API, shared by the gateway (which writes them) and the client.
 
 Errors are RFC 9457 problem details. Each failure has a stable `code`; the problem `type` is the URI
-`PROBLEM_BASE + code`. The codes of job failures are the worker's `FailureReason` values one-to-one,
-so a client branches on the same names whether a bad image was refused at the door or by a worker.
+`PROBLEM_BASE + code`, and its HTTP status and title are fixed by the code (`PROBLEM_KINDS`), so the
+client rebuilds the same problem the gateway would send from a failed job's view. The codes of job
+failures are the worker's `FailureReason` values one-to-one, so a client branches on the same names
+whether a bad image was refused at the door or by a worker.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -62,6 +65,41 @@ class ProblemCode(StrEnum):
             return cls(uri.removeprefix(PROBLEM_BASE))
         except ValueError:
             return None
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemKind:
+    """The HTTP status and fixed title every problem of one code carries."""
+
+    status: int
+    title: str
+
+
+PROBLEM_KINDS: dict[ProblemCode, ProblemKind] = {
+    ProblemCode.TOO_LARGE: ProblemKind(413, "The source is larger than the pipeline accepts"),
+    ProblemCode.TOO_MANY_PIXELS: ProblemKind(422, "The image has more pixels than the pipeline accepts"),
+    ProblemCode.TOO_MANY_FRAMES: ProblemKind(422, "The image has more frames than the pipeline accepts"),
+    ProblemCode.UNSUPPORTED_FORMAT: ProblemKind(415, "The source format is not accepted by the pipeline"),
+    ProblemCode.CORRUPT: ProblemKind(422, "The source could not be decoded"),
+    ProblemCode.TIMEOUT: ProblemKind(504, "The job passed its deadline before it ran"),
+    ProblemCode.SOURCE_MISSING: ProblemKind(404, "The source is not in the region's store"),
+    ProblemCode.INVALID_JOB: ProblemKind(400, "The job could not be understood"),
+    ProblemCode.UNKNOWN_VARIANT: ProblemKind(404, "The pipeline has no such variant"),
+    ProblemCode.PROCESSING_FAILED: ProblemKind(422, "The pipeline could not process the image"),
+    ProblemCode.MAX_DELIVERIES: ProblemKind(503, "The job failed on every attempt"),
+    ProblemCode.PAYLOAD_TOO_LARGE: ProblemKind(413, "The request body is too large"),
+    ProblemCode.BAD_REQUEST: ProblemKind(400, "The request is malformed"),
+    ProblemCode.UNAUTHORIZED: ProblemKind(401, "A valid API key is required"),
+    ProblemCode.BAD_SIGNATURE: ProblemKind(403, "The URL signature is not valid"),
+    ProblemCode.SIGNATURE_EXPIRED: ProblemKind(403, "The signed URL has expired"),
+    ProblemCode.UNKNOWN_PIPELINE: ProblemKind(404, "No such pipeline"),
+    ProblemCode.NOT_FOUND: ProblemKind(404, "Not found"),
+    ProblemCode.METHOD_NOT_ALLOWED: ProblemKind(405, "Method not allowed"),
+    ProblemCode.BACKLOG_FULL: ProblemKind(429, "The region's backlog is full; retry later"),
+    ProblemCode.NO_REGION: ProblemKind(503, "No region can take the job"),
+    ProblemCode.UNAVAILABLE: ProblemKind(503, "The job system is unavailable; retry later"),
+    ProblemCode.INTERNAL: ProblemKind(500, "Internal error"),
+}
 
 
 class Problem(ApiModel):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import re
 import sys
 import time
 from pathlib import Path
@@ -15,9 +14,7 @@ from rich.console import Console
 from pixelmesh.cli.connection import ConnectionSettingsError, resolve
 from pixelmesh.client.aio import Client, parse_pipeline
 from pixelmesh.client.errors import GatewayError
-from pixelmesh.gateway.signing import ImageAddress, signed_path
-
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+from pixelmesh.gateway.signing import SOURCE_KEY, ImageAddress, signed_path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     source: str = args.source
-    if SHA256_HEX.fullmatch(source) is None:
+    if SOURCE_KEY.fullmatch(source) is None:
         path = Path(source)
         if not path.is_file():
             console.print(f"[red]{source} is neither a sha256 nor a file.[/red]")

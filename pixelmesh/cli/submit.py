@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -102,8 +103,9 @@ async def _run(
     args: argparse.Namespace, files: Sequence[Path], url: str, api_key: str | None, console: Console
 ) -> Summary:
     concurrency = max(1, args.concurrency)
+    progress = None if args.no_progress else progress_bar(console)
     async with Client(url, api_key=api_key, max_connections=concurrency * 2) as client:
-        if args.no_progress:
+        with progress or contextlib.nullcontext():
             outcomes, seconds = await submit_all(
                 client,
                 args.pipeline,
@@ -112,20 +114,8 @@ async def _run(
                 wait=args.wait,
                 out_dir=args.out,
                 variants=args.variants,
-                progress=None,
+                progress=progress,
             )
-        else:
-            with progress_bar(console) as progress:
-                outcomes, seconds = await submit_all(
-                    client,
-                    args.pipeline,
-                    files,
-                    concurrency=concurrency,
-                    wait=args.wait,
-                    out_dir=args.out,
-                    variants=args.variants,
-                    progress=progress,
-                )
     return summarise(outcomes, seconds)
 
 

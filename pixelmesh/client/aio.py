@@ -23,7 +23,15 @@ from typing import Any, Self
 
 import aiohttp
 
-from pixelmesh.api.http import PROBLEM_CONTENT_TYPE, JobState, JobView, Problem, ProblemCode, StoredSource
+from pixelmesh.api.http import (
+    PROBLEM_CONTENT_TYPE,
+    PROBLEM_KINDS,
+    JobState,
+    JobView,
+    Problem,
+    ProblemCode,
+    StoredSource,
+)
 from pixelmesh.api.messages import PipelineRef
 from pixelmesh.api.pipeline import CONCRETE_EXTENSIONS, OutputType
 from pixelmesh.client.errors import GatewayError, ProblemError
@@ -169,8 +177,7 @@ class Client:
 
         A job that fails while waited on raises ProblemError with its failure code and job id.
         """
-        ref = parse_pipeline(pipeline)
-        data = source if isinstance(source, bytes) else await asyncio.to_thread(source.read_bytes)
+        data = await _read(source)
         params: list[tuple[str, str]] = [("variant", name) for name in variants or ()]
         if output_format is not None:
             params.append(("format", OutputType(output_format).value))
@@ -183,7 +190,7 @@ class Client:
         }
         _, body, _ = await self._request(
             "POST",
-            f"/v1/pipelines/{ref.namespace}/{ref.name}/jobs",
+            _pipeline_path(pipeline, "jobs"),
             data=data,
             params=params,
             headers=headers,
@@ -230,12 +237,10 @@ class Client:
 
     async def store_source(self, pipeline: str | PipelineRef, source: Source) -> StoredSource:
         """Keep a source in the region the pipeline routes to, for signed image URLs."""
-        ref = parse_pipeline(pipeline)
-        data = source if isinstance(source, bytes) else await asyncio.to_thread(source.read_bytes)
         _, body, _ = await self._request(
             "POST",
-            f"/v1/pipelines/{ref.namespace}/{ref.name}/sources",
-            data=data,
+            _pipeline_path(pipeline, "sources"),
+            data=await _read(source),
             headers={"Content-Type": "application/octet-stream"},
         )
         return StoredSource.model_validate_json(body)
@@ -302,6 +307,15 @@ class Client:
         return tuple(written)
 
 
+def _pipeline_path(pipeline: str | PipelineRef, collection: str) -> str:
+    ref = parse_pipeline(pipeline)
+    return f"/v1/pipelines/{ref.namespace}/{ref.name}/{collection}"
+
+
+async def _read(source: Source) -> bytes:
+    return source if isinstance(source, bytes) else await asyncio.to_thread(source.read_bytes)
+
+
 def _write(dest: Path, name: str, body: bytes) -> Path:
     """Write `body` to `dest`, or to `dest/name` when `dest` is a directory; the path written."""
     if dest.is_dir():
@@ -331,10 +345,11 @@ def _problem_of(status: int, body: bytes, content_type: str, path: str) -> Probl
 
 def _failure_problem(view: JobView) -> Problem:
     assert view.error is not None
+    kind = PROBLEM_KINDS[view.error.code]
     return Problem(
         type=view.error.type,
-        title="The job failed",
-        status=422,
+        title=kind.title,
+        status=kind.status,
         detail=view.error.message,
         code=view.error.code,
         job_id=view.job_id,

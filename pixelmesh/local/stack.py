@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -37,7 +37,7 @@ from typing import Self, TypeVar
 from pixelmesh.api.messages import PipelineRef
 from pixelmesh.api.resources import ImagePipeline, RegionPool
 from pixelmesh.gateway.app import RunningGateway, serve
-from pixelmesh.gateway.catalog import CatalogEntry
+from pixelmesh.gateway.catalog import YAML_SUFFIXES, CatalogEntry, MemoryCatalog
 from pixelmesh.gateway.config import GatewayConfig
 from pixelmesh.local.state import StackSecrets, StackState
 from pixelmesh.natsserver import NatsServer, NatsServerConfig
@@ -50,7 +50,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 LOCAL_REGION = "local"
-YAML_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,22 +80,6 @@ class FixedReplicas:
 
     def forget(self, ref: PipelineRef, region: str | None = None) -> None:
         """Nothing is kept per pipeline."""
-
-
-class LocalCatalog:
-    """The gateway's view of the pipelines: replaced after every reconcile pass."""
-
-    def __init__(self) -> None:
-        self._entries: dict[PipelineRef, CatalogEntry] = {}
-
-    def replace(self, entries: Iterable[CatalogEntry]) -> None:
-        self._entries = {entry.ref: entry for entry in entries}
-
-    async def get(self, ref: PipelineRef) -> CatalogEntry | None:
-        return self._entries.get(ref)
-
-    async def entries(self) -> Sequence[CatalogEntry]:
-        return list(self._entries.values())
 
 
 def manifest_files(config: Path) -> list[Path]:
@@ -149,7 +132,7 @@ class LocalStack:
     def __init__(self, options: StackOptions) -> None:
         self.options = options
         self.data_dir = options.data_dir
-        self.catalog = LocalCatalog()
+        self.catalog = MemoryCatalog()
         self.secrets: StackSecrets | None = None
         self.nats: NatsServer | None = None
         self.plane: LocalControlPlane | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,10 +45,7 @@ class StackState:
     pid: int
 
     def save(self, data_dir: Path) -> None:
-        path = data_dir / STATE_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as stream:
-            json.dump({to_camel(name): value for name, value in asdict(self).items()}, stream, indent=2)
+        _write_private(data_dir / STATE_FILE, {to_camel(name): value for name, value in asdict(self).items()})
 
     @classmethod
     def load(cls, data_dir: Path) -> StackState | None:
@@ -64,6 +62,13 @@ class StackState:
     @staticmethod
     def remove(data_dir: Path) -> None:
         (data_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def _write_private(path: Path, document: Mapping[str, object]) -> None:
+    """Write `document` as JSON readable by this user only: it holds keys."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as stream:
+        json.dump(document, stream, indent=2)
 
 
 def _alive(pid: int) -> bool:
@@ -96,9 +101,7 @@ class StackSecrets:
         }
         if stored != kept:
             data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as stream:
-                json.dump(stored, stream, indent=2)
+            _write_private(path, stored)
         # The environment wins but is never written down: it is the operator's secret, not ours.
         return cls(
             api_key=os.environ.get("PIXELMESH_API_KEY") or stored["apiKey"],

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import yaml
+
 from pixelmesh.api.messages import PipelineRef
 from pixelmesh.api.pipeline import OutputType
-from pixelmesh.gateway.catalog import DirectoryCatalog
+from pixelmesh.gateway.catalog import DirectoryCatalog, MemoryCatalog, entries_from_documents
 
 PIPELINE = """\
 apiVersion: pixelmesh.io/v1alpha1
@@ -59,6 +61,7 @@ async def test_a_broken_edit_keeps_the_last_good_pipeline_and_a_fixed_one_replac
 
     path.write_text(PIPELINE.replace("variants:", "variants: 12\n  x:"))
     touch_later(path)
+    catalog.reload()
     kept = await catalog.get(ref)
     assert kept is not None
     assert kept.spec.input.max_bytes == 1000
@@ -78,4 +81,13 @@ async def test_a_removed_file_removes_its_pipelines(tmp_path: Path):
     assert len(await catalog.entries()) == 1
     path.unlink()
     catalog.reload()
+    assert await catalog.entries() == []
+
+
+async def test_a_memory_catalog_is_replaced_as_a_whole():
+    (entry,) = entries_from_documents(yaml.safe_load_all(PIPELINE))
+    catalog = MemoryCatalog([entry])
+    assert await catalog.get(entry.ref) == entry
+    catalog.replace([])
+    assert await catalog.get(entry.ref) is None
     assert await catalog.entries() == []

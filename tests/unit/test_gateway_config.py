@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from pixelmesh.gateway.config import GatewayConfig, parse_regions
+from pixelmesh.gateway.config import PARSERS, SCALARS, GatewayConfig, parse_regions
 
 
 def test_regions_parse_from_name_equals_urls_separated_by_semicolons():
@@ -34,8 +35,10 @@ def test_settings_come_from_prefixed_variables_and_overrides_win():
     )
     assert config.port == 9000
     assert config.host == "0.0.0.0"
+    assert config.regions == {"eu": ("nats://a:4222",), "us": ("nats://b:4222",)}
     assert config.home == "us"
     assert config.api_keys == ("k1", "k2")
+    assert config.signing_keys == ("0123456789abcdef0123",)
     assert config.pipelines == (Path("a.yaml"), Path("dir"))
     assert config.max_wait_seconds == 12.5
 
@@ -50,3 +53,8 @@ def test_invalid_settings_are_reported_together():
     assert "invalid gateway configuration" in str(raised.value)
     with pytest.raises(ValueError, match="PIXELMESH_GATEWAY_PORT"):
         GatewayConfig.from_env({"PIXELMESH_GATEWAY_PORT": "eighty"})
+
+
+def test_every_setting_can_be_read_from_the_environment():
+    for setting in fields(GatewayConfig):
+        assert setting.name in PARSERS or str(setting.type) in SCALARS, setting.name

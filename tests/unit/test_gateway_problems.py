@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 
-from pixelmesh.api.http import PROBLEM_BASE, Problem, ProblemCode
+from pixelmesh.api.http import PROBLEM_BASE, PROBLEM_KINDS, Problem, ProblemCode
 from pixelmesh.api.messages import (
     DeadLetter,
     FailureReason,
@@ -16,7 +16,7 @@ from pixelmesh.api.messages import (
     JobStatus,
     PipelineRef,
 )
-from pixelmesh.gateway.problems import KINDS, ProblemError, code_of, problem_response
+from pixelmesh.gateway.problems import ProblemError, code_of, problem_response
 from pixelmesh.gateway.views import sha256_hex_of_digest, view_of_dead_letter, view_of_result
 
 REF = PipelineRef(namespace="shop", name="thumbs")
@@ -28,13 +28,13 @@ def test_every_worker_failure_reason_is_a_problem_code_of_the_same_name():
         code = code_of(reason)
         assert code.value == reason.value
         assert code.type_uri == PROBLEM_BASE + reason.value
-        assert code in KINDS
+        assert code in PROBLEM_KINDS
 
 
 def test_every_code_has_a_status_and_a_title_and_round_trips_through_its_type():
     for code in ProblemCode:
-        assert 400 <= KINDS[code].status <= 599
-        assert KINDS[code].title
+        assert 400 <= PROBLEM_KINDS[code].status <= 599
+        assert PROBLEM_KINDS[code].title
         assert ProblemCode.from_type_uri(code.type_uri) is code
     assert ProblemCode.from_type_uri("about:blank") is None
     assert ProblemCode.from_type_uri(PROBLEM_BASE + "new_in_a_later_version") is None
