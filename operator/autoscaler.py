@@ -52,14 +52,16 @@ from pixelmesh.operator.autoscaling.measure import QueueReading, RateMemory, mea
 from pixelmesh.operator.autoscaling.policy import (
     DEFAULT_INTERVAL,
     MIN_INTERVAL,
+    floor_replicas,
     interval_seconds,
+    least_replicas,
     policy_from_spec,
     rate_window,
 )
 from pixelmesh.operator.autoscaling.pool import PoolMember, direction, share_pool
 from pixelmesh.operator.reconcile import EventNote, RuntimeProvider
 from pixelmesh.operator.runtime import WorkerObservation
-from pixelmesh.operator.scaling import ScaleDecision, floor_replicas
+from pixelmesh.operator.scaling import ScaleDecision
 from pixelmesh.operator.target import RegionPlacement, WorkerKey, WorkerTarget
 
 logger = logging.getLogger(__name__)
@@ -161,8 +163,7 @@ class Autoscaler:
     def _within_spec(target: WorkerTarget, replicas: int) -> int:
         """The last decision within the spec's bounds: an edited spec applies before the next tick."""
         autoscaling = target.spec.autoscaling
-        least = min(autoscaling.min_replicas, autoscaling.max_replicas)
-        return max(least, min(replicas, autoscaling.max_replicas))
+        return max(least_replicas(autoscaling), min(replicas, autoscaling.max_replicas))
 
     # --- following fleets ---------------------------------------------------------------------------
 
@@ -262,9 +263,7 @@ class Autoscaler:
                     key=str(key),
                     current=f.current,
                     decision=f.proposal if f.builtin else None,
-                    minimum=min(
-                        f.target.spec.autoscaling.min_replicas, f.target.spec.autoscaling.max_replicas
-                    ),
+                    minimum=least_replicas(f.target.spec.autoscaling),
                     priority=f.target.spec.autoscaling.priority,
                 )
                 for key, f in members.items()

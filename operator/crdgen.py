@@ -36,15 +36,17 @@ _YAML11_BOOLEANS = frozenset(
 
 
 class _PlainDumper(yaml.SafeDumper):
-    """Writes repeated sub-schemas out in full (anchors confuse readers of a CRD) and quotes strings
-    that a YAML 1.1 reader would take for booleans."""
+    """Writes repeated sub-schemas out in full (anchors confuse readers of a CRD), quotes strings
+    that a YAML 1.1 reader would take for booleans, and writes paragraphs as literal blocks."""
 
     def ignore_aliases(self, data: object) -> bool:
         return True
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "'" if value in _YAML11_BOOLEANS else None
+    # A quoted or folded scalar doubles every line break, so a paragraph break would read as two
+    # blank lines; a literal block keeps the text as written.
+    style = "'" if value in _YAML11_BOOLEANS else "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

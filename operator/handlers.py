@@ -61,6 +61,18 @@ def pools_from_index(index: kopf.Index[str, dict[str, Any]]) -> dict[str, Region
     return pools
 
 
+def pipeline_object(body: kopf.Body) -> PipelineObject:
+    """The ImagePipeline as the reconciler takes it."""
+    return PipelineObject(
+        namespace=body.metadata.namespace or "",
+        name=body.metadata.name or "",
+        generation=int(body.metadata.get("generation", 1)),
+        spec=dict(body.spec),
+        status=dict(body.status),
+        uid=body.metadata.uid or "",
+    )
+
+
 def post_events(body: kopf.Body, events: tuple[EventNote, ...] | list[EventNote]) -> None:
     for note in events:
         kopf.event(body, type=note.type, reason=note.reason, message=note.message)
@@ -95,14 +107,7 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     async def reconcile(
         body: kopf.Body, patch: kopf.Patch, region_pools: kopf.Index[str, dict[str, Any]]
     ) -> None:
-        pipeline = PipelineObject(
-            namespace=body.metadata.namespace or "",
-            name=body.metadata.name or "",
-            generation=int(body.metadata.get("generation", 1)),
-            spec=dict(body.spec),
-            status=dict(body.status),
-            uid=body.metadata.uid or "",
-        )
+        pipeline = pipeline_object(body)
         async with context.lock(pipeline.uid):
             outcome = await context.reconciler.reconcile_pipeline(pipeline, pools_from_index(region_pools))
         if outcome.patch:
@@ -130,13 +135,7 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     @kopf.on.delete(group, version, names.PIPELINE_PLURAL, id="cleanup", registry=registry)
     async def pipeline_deleted(body: kopf.Body, **kwargs: Any) -> None:
         region_pools: kopf.Index[str, dict[str, Any]] = kwargs[POOL_INDEX]
-        pipeline = PipelineObject(
-            namespace=body.metadata.namespace or "",
-            name=body.metadata.name or "",
-            generation=int(body.metadata.get("generation", 1)),
-            spec=dict(body.spec),
-            uid=body.metadata.uid or "",
-        )
+        pipeline = pipeline_object(body)
         async with context.lock(pipeline.uid):
             events = await context.reconciler.delete_pipeline(pipeline, pools_from_index(region_pools))
         context.locks.pop(pipeline.uid, None)

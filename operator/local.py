@@ -27,7 +27,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
@@ -77,18 +77,25 @@ def load_manifests(paths: Iterable[Path]) -> tuple[list[ImagePipeline], list[Reg
     return pipelines, pools
 
 
+_Key = TypeVar("_Key")
+
+
 @dataclass
-class _StoredPipeline:
+class _Stored:
+    """An object as the API server would keep it: spec, generation, status."""
+
     spec: dict[str, Any]
     generation: int
     status: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class _StoredPool:
-    spec: dict[str, Any]
-    generation: int
-    status: dict[str, Any] = field(default_factory=dict)
+def _store(table: dict[_Key, _Stored], key: _Key, spec: dict[str, Any]) -> None:
+    """Add or replace an object's spec; the generation grows only when the spec changed."""
+    stored = table.get(key)
+    if stored is None:
+        table[key] = _Stored(spec=spec, generation=1)
+    elif stored.spec != spec:
+        stored.spec, stored.generation = spec, stored.generation + 1
 
 
 class LocalControlPlane:
@@ -117,8 +124,8 @@ class LocalControlPlane:
             worker_defaults=WorkerDefaults(log_format="text"),
             replicas=self.autoscaler,
         )
-        self._pipelines: dict[PipelineRef, _StoredPipeline] = {}
-        self._pools: dict[str, _StoredPool] = {}
+        self._pipelines: dict[PipelineRef, _Stored] = {}
+        self._pools: dict[str, _Stored] = {}
 
     # --- the objects ---------------------------------------------------------------------------------
 
@@ -132,20 +139,10 @@ class LocalControlPlane:
 
     def apply_pipeline(self, pipeline: ImagePipeline) -> None:
         ref = PipelineRef(namespace=pipeline.metadata.namespace, name=pipeline.metadata.name)
-        spec = pipeline.spec.to_wire()
-        stored = self._pipelines.get(ref)
-        if stored is None:
-            self._pipelines[ref] = _StoredPipeline(spec=spec, generation=1)
-        elif stored.spec != spec:
-            stored.spec, stored.generation = spec, stored.generation + 1
+        _store(self._pipelines, ref, pipeline.spec.to_wire())
 
     def apply_pool(self, pool: RegionPool) -> None:
-        spec = pool.spec.to_wire()
-        stored = self._pools.get(pool.metadata.name)
-        if stored is None:
-            self._pools[pool.metadata.name] = _StoredPool(spec=spec, generation=1)
-        elif stored.spec != spec:
-            stored.spec, stored.generation = spec, stored.generation + 1
+        _store(self._pools, pool.metadata.name, pool.spec.to_wire())
 
     async def delete_pipeline(self, ref: PipelineRef) -> None:
         """Stop the pipeline's workers (and delete its streams under `deletionPolicy: Delete`)."""
@@ -219,7 +216,7 @@ class LocalControlPlane:
         status = record_scaling(
             parse_pipeline_status(stored.status), target.region, change.desired, change.reason
         )
-        if not any(r.region == target.region for r in status.regions):
+        if status is None:
             return False
         stored.status = status.to_wire()
         return True

@@ -227,7 +227,7 @@ class Reconciler:
             )
         status = pipeline_status(previous, findings)
         events += self._problem_events(previous, status)
-        self._record(ref, findings, status)
+        self._record(ref, findings)
         metrics.RECONCILE_DURATION.labels(kind="ImagePipeline").observe(time.monotonic() - started)
         return PipelineOutcome(
             status=status,
@@ -390,25 +390,23 @@ class Reconciler:
         """A Warning when the reason the pipeline is not Ready is new; a Normal one when it recovers."""
         before = find_condition(previous.conditions, ConditionType.READY)
         after = find_condition(status.conditions, ConditionType.READY)
-        if after is None or (
-            before is not None
-            and (before.status, before.reason, before.message)
-            == (
-                after.status,
-                after.reason,
-                after.message,
-            )
+        if after is None:
+            return []
+        if before is not None and (before.status, before.reason, before.message) == (
+            after.status,
+            after.reason,
+            after.message,
         ):
             return []
         if after.status == "True":
-            if before is None or before.status == "True":
-                return [EventNote("Normal", after.reason, after.message)] if before is None else []
-            return [EventNote("Normal", after.reason, after.message)]
+            # Ready for the first time, or again: a reworded Ready is not news.
+            recovered = before is None or before.status != "True"
+            return [EventNote("Normal", after.reason, after.message)] if recovered else []
         if after.reason in (Reason.WORKERS_UNAVAILABLE, Reason.ROLLOUT_IN_PROGRESS, Reason.NOT_RECONCILED):
             return []  # waiting for workers is progress, not a problem
         return [EventNote("Warning", after.reason, after.message)]
 
-    def _record(self, ref: PipelineRef, findings: PipelineFindings, status: ImagePipelineStatus) -> None:
+    def _record(self, ref: PipelineRef, findings: PipelineFindings) -> None:
         problems = [
             findings.spec_problem,
             *findings.placement_problems,
@@ -421,8 +419,7 @@ class Reconciler:
         metrics.RECONCILES.labels(kind="ImagePipeline", result=result).inc()
         if findings.spec_problem is not None:
             return
-        for by_ref in self._ready_workers.values():
-            by_ref.pop(ref, None)
+        self._forget_ready_workers(ref)
         for report in findings.regions:
             self._ready_workers.setdefault(report.region, {})[ref] = report.ready_replicas
             metrics.record_workers(
@@ -433,7 +430,10 @@ class Reconciler:
                 ready=report.ready_replicas,
                 backlog=report.backlog,
             )
-        del status
+
+    def _forget_ready_workers(self, ref: PipelineRef) -> None:
+        for by_ref in self._ready_workers.values():
+            by_ref.pop(ref, None)
 
     async def delete_pipeline(
         self, obj: PipelineObject, pools: Mapping[str, RegionPoolSpec]
@@ -463,8 +463,7 @@ class Reconciler:
                 logger.info(
                     "Deleted the JetStream resources of ImagePipeline %s in region %s.", ref, placement.region
                 )
-        for by_ref in self._ready_workers.values():
-            by_ref.pop(ref, None)
+        self._forget_ready_workers(ref)
         self.replicas.forget(ref)
         metrics.forget_pipeline(ref.namespace, ref.name, sorted(set(regions)))
         return events
@@ -499,7 +498,7 @@ class Reconciler:
         )
         new = pool_status(previous, findings)
         if new.phase != previous.phase:
-            kind: EventType = "Normal" if new.phase in ("Healthy",) else "Warning"
+            kind: EventType = "Normal" if new.phase == "Healthy" else "Warning"
             ready = find_condition(new.conditions, ConditionType.READY)
             message = f"Region {pool.region} is {new.phase}" + (
                 f": {ready.message}" if ready and ready.message else "."

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pixelmesh.api.messages import PipelineRef
-from pixelmesh.api.resources import Autoscaling, ScalingEngine
+from pixelmesh.api.resources import ScalingEngine
+from pixelmesh.operator.autoscaling.policy import floor_replicas
 from pixelmesh.operator.runtime import WorkerObservation
 from pixelmesh.operator.target import WorkerTarget
 
@@ -41,12 +42,6 @@ class ReplicaPolicy(Protocol):
     def forget(self, ref: PipelineRef, region: str | None = None) -> None:
         """The pipeline left `region` (None: it was deleted); whatever was kept for it can go."""
         ...
-
-
-def floor_replicas(autoscaling: Autoscaling) -> int:
-    """The fewest workers the spec allows when idle."""
-    floor = autoscaling.min_replicas if autoscaling.scale_to_zero else max(1, autoscaling.min_replicas)
-    return min(floor, autoscaling.max_replicas)
 
 
 class MinimumReplicas:

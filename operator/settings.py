@@ -13,6 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from pixelmesh.operator.autoscaling.policy import DEFAULT_INTERVAL
+from pixelmesh.operator.target import DEFAULT_WORKER_IMAGE
+
 ENV_PREFIX = "PIXELMESH_OPERATOR_"
 
 
@@ -26,7 +29,7 @@ class OperatorSettings:
     """The name of the operator's own region, for pipelines that name no RegionPool."""
     nats_urls: tuple[str, ...] = ("nats://127.0.0.1:4222",)
     """NATS of the operator's own region."""
-    worker_image: str = "ghcr.io/pixelmesh/pixelmesh:0.1.0"
+    worker_image: str = DEFAULT_WORKER_IMAGE
     """The worker image of pipelines that do not name one."""
     worker_image_pull_policy: str = ""
     worker_log_format: str = "json"
@@ -34,7 +37,7 @@ class OperatorSettings:
     """The operator's own log lines: `json` (one object per line) or `text`."""
     resync_seconds: float = 30.0
     """Every pipeline is re-converged this often, whether or not anything changed."""
-    autoscaler_interval_seconds: float = 5.0
+    autoscaler_interval_seconds: float = DEFAULT_INTERVAL
     """How often the built-in autoscaler decides for pipelines that set no `autoscaling.interval`."""
     metrics_port: int = 8080
     """Port of the operator's Prometheus metrics; 0 turns them off."""

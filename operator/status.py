@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -71,6 +71,7 @@ class Reason(StrEnum):
 
 
 TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
+_Status = TypeVar("_Status", ImagePipelineStatus, RegionPoolStatus)
 
 
 def utc_now() -> datetime:
@@ -173,12 +174,16 @@ class PipelineFindings:
 Transaction = Callable[[ImagePipelineStatus], ImagePipelineStatus]
 
 
-def parse_pipeline_status(raw: Mapping[str, Any] | None) -> ImagePipelineStatus:
+def _parse_status(model: type[_Status], raw: Mapping[str, Any] | None) -> _Status:
     """The stored status, or an empty one if it is missing or not ours."""
     try:
-        return ImagePipelineStatus.model_validate(dict(raw or {}))
+        return model.model_validate(dict(raw or {}))
     except ValidationError:
-        return ImagePipelineStatus()
+        return model()
+
+
+def parse_pipeline_status(raw: Mapping[str, Any] | None) -> ImagePipelineStatus:
+    return _parse_status(ImagePipelineStatus, raw)
 
 
 def observe_generation(generation: int) -> Transaction:
@@ -383,14 +388,14 @@ def pipeline_status(previous: ImagePipelineStatus, findings: PipelineFindings) -
 
 def record_scaling(
     status: ImagePipelineStatus, region: str, desired: int, reason: str
-) -> ImagePipelineStatus:
+) -> ImagePipelineStatus | None:
     """The autoscaler's decision for one region, between two reconcile passes.
 
-    Only a region the last pass reported is updated (the pass creates the entry); the total follows.
-    Conditions wait for the next pass, which sees the workers the new count brings.
+    Only a region the last pass reported is updated (the pass creates the entry; None until it has);
+    the total follows. Conditions wait for the next pass, which sees the workers the new count brings.
     """
     if not any(r.region == region for r in status.regions):
-        return status
+        return None
     regions = [
         r.model_copy(update={"desired_replicas": desired, "scaling_reason": reason})
         if r.region == region
@@ -442,10 +447,7 @@ REFRESH_INTERVAL = timedelta(seconds=60)
 
 
 def parse_pool_status(raw: Mapping[str, Any] | None) -> RegionPoolStatus:
-    try:
-        return RegionPoolStatus.model_validate(dict(raw or {}))
-    except ValidationError:
-        return RegionPoolStatus()
+    return _parse_status(RegionPoolStatus, raw)
 
 
 def _next_phase(

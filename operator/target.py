@@ -54,11 +54,14 @@ class RegionPlacement:
         )
 
 
+DEFAULT_WORKER_IMAGE = "ghcr.io/pixelmesh/pixelmesh:0.1.0"
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerDefaults:
     """Operator-wide settings for worker pods that a pipeline does not set itself."""
 
-    image: str = "ghcr.io/pixelmesh/pixelmesh:0.1.0"
+    image: str = DEFAULT_WORKER_IMAGE
     image_pull_policy: str | None = None
     log_format: str = "json"
 

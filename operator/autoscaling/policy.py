@@ -18,12 +18,22 @@ RATE_WINDOW_INTERVALS = 6
 """The arrival and service rates look back over this many decision intervals (30 s at 5 s)."""
 
 
+def least_replicas(autoscaling: Autoscaling) -> int:
+    """`minReplicas`, clamped to `maxReplicas`."""
+    return min(autoscaling.min_replicas, autoscaling.max_replicas)
+
+
+def floor_replicas(autoscaling: Autoscaling) -> int:
+    """The fewest workers the spec allows when idle (one unless `scaleToZero`)."""
+    floor = autoscaling.min_replicas if autoscaling.scale_to_zero else max(1, autoscaling.min_replicas)
+    return min(floor, autoscaling.max_replicas)
+
+
 def policy_from_spec(autoscaling: Autoscaling) -> ScalingPolicy:
     """The decision's knobs from the spec (durations in seconds)."""
-    maximum = autoscaling.max_replicas
     return ScalingPolicy(
-        min_replicas=min(autoscaling.min_replicas, maximum),
-        max_replicas=maximum,
+        min_replicas=least_replicas(autoscaling),
+        max_replicas=autoscaling.max_replicas,
         target_backlog_per_replica=autoscaling.target_backlog_per_replica,
         target_utilization=autoscaling.target_utilization,
         scale_down_window=duration_seconds(autoscaling.scale_down_delay),

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from pixelmesh.api import streams
 from pixelmesh.api.resources import duration_seconds
 from pixelmesh.operator import names
+from pixelmesh.operator.autoscaling.policy import floor_replicas
 from pixelmesh.operator.builders.hashing import KubeObject, child_metadata, with_spec_hash
 from pixelmesh.operator.target import RegionPlacement, WorkerTarget
 
@@ -50,12 +51,10 @@ def _whole_seconds(duration: str, least: int = 1) -> int:
 def replica_bounds(target: WorkerTarget) -> tuple[int, int]:
     """(minReplicaCount, maxReplicaCount): the spec's bounds, the maximum capped by the pool's capacity."""
     autoscaling = target.spec.autoscaling
-    floor = autoscaling.min_replicas if autoscaling.scale_to_zero else max(1, autoscaling.min_replicas)
     most = autoscaling.max_replicas
     if target.placement.capacity is not None:
-        most = min(most, target.placement.capacity)
-    most = max(most, 1)
-    return min(floor, most), most
+        most = max(1, min(most, target.placement.capacity))
+    return min(floor_replicas(autoscaling), most), most
 
 
 def build_scaled_object(target: WorkerTarget) -> KubeObject:

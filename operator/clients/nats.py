@@ -36,7 +36,7 @@ from pixelmesh.api.resources import SecretKeyRef
 from pixelmesh.operator.autoscaling.measure import QueueReading, WorkerTotals
 from pixelmesh.operator.clients import jetstream as provisioning
 from pixelmesh.operator.errors import JetStreamRefusedError, RegionUnreachableError
-from pixelmesh.operator.jetstream import PipelineStreamSettings, RegionBucketSettings
+from pixelmesh.operator.jetstream import ChangeKind, PipelineStreamSettings, RegionBucketSettings
 from pixelmesh.operator.status import ProbeResult
 from pixelmesh.operator.target import RegionPlacement
 
@@ -183,11 +183,9 @@ class NatsJetStream:
     async def backlog(self, placement: RegionPlacement, ref: PipelineRef) -> int | None:
         """Pending + ack pending of the workers' consumer, from the stream leader; None if unknown."""
         try:
-            js = await self._js(placement)
-            info = await js.consumer_info(streams.job_stream(ref), streams.worker_consumer(ref))
+            return await _consumer_backlog(await self._js(placement), ref)
         except BACKLOG_ERRORS:
             return None
-        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
     async def read_queue(self, placement: RegionPlacement, ref: PipelineRef) -> QueueReading:
         """What the autoscaler reads of a pipeline in a region; None for each part that failed.
@@ -203,8 +201,7 @@ class NatsJetStream:
         backlog = last_sequence = None
         workers: tuple[WorkerTotals, ...] | None = None
         try:
-            info = await js.consumer_info(streams.job_stream(ref), streams.worker_consumer(ref))
-            backlog = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+            backlog = await _consumer_backlog(js, ref)
         except BACKLOG_ERRORS as error:
             logger.debug(
                 "Reading the backlog of ImagePipeline %s in region %s failed: %r",
@@ -257,6 +254,12 @@ class NatsJetStream:
         return ProbeResult(nats_reachable=True, jetstream_available=True, round_trip_seconds=round_trip)
 
 
+async def _consumer_backlog(js: JetStreamContext, ref: PipelineRef) -> int:
+    """Jobs not yet done: pending plus ack pending of the workers' consumer."""
+    info = await js.consumer_info(streams.job_stream(ref), streams.worker_consumer(ref))
+    return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+
 async def _worker_totals(js: JetStreamContext, ref: PipelineRef, region: str) -> tuple[WorkerTotals, ...]:
     """The latest report of each worker of `ref` in `region`, from the worker-stats bucket.
 
@@ -298,4 +301,8 @@ async def _unreachable_as(placement: RegionPlacement, call: Awaitable[_T]) -> _T
 
 
 def _changes(report: provisioning.ProvisioningReport) -> dict[str, str]:
-    return {name: change.kind.value for name, change in report.changes.items() if change.kind.value != "none"}
+    return {
+        name: change.kind.value
+        for name, change in report.changes.items()
+        if change.kind is not ChangeKind.NONE
+    }

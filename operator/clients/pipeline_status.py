@@ -50,7 +50,7 @@ class KubeScalingReporter:
             stored = body.get("status") or {}
             status = parse_pipeline_status(stored)
             updated = record_scaling(status, target.region, change.desired, change.reason)
-            if not any(r.region == target.region for r in updated.regions):
+            if updated is None:
                 return False
             patch = status_patch(stored, updated.to_wire())
             if not patch:

@@ -4,6 +4,8 @@ pydantic speaks JSON Schema 2020-12; a CRD speaks a structural subset of OpenAPI
 differences that matter:
 
 - no `$ref`: every definition is inlined (and a field's own description wins over its type's);
+- a description is prose that `kubectl explain` wraps: a docstring's line breaks within a
+  paragraph are joined;
 - no `title`, no `additionalProperties: false` (the API server prunes unknown fields and, with
   kubectl's strict field validation, refuses them), no `default: null`;
 - `Optional[X]` (`anyOf [X, null]`) is just X, not required; `const` is a one-value `enum`;
@@ -130,6 +132,8 @@ def _convert_keyword(
     """The structural form of one keyword of a node (possibly several keywords, possibly none)."""
     if key in _DROPPED or (key == "default" and value is None):
         return {}
+    if key == "description":
+        return {key: _prose(value)}
     if key in _PASSED or key.startswith("x-kubernetes-") or key == "default":
         return {key: value}
     if key == "const":
@@ -148,6 +152,13 @@ def _convert_keyword(
     if key == "uniqueItems":
         raise SchemaError(f"{path}: uniqueItems is not allowed; use x-kubernetes-list-type or CEL")
     raise SchemaError(f"{path or '<root>'}: no structural equivalent for {key!r}")
+
+
+def _prose(docstring: str) -> str:
+    """A docstring's paragraphs, each on one line: `kubectl explain` wraps text itself, and the
+    docstring's own line breaks would show as breaks in mid-sentence."""
+    paragraphs = (" ".join(paragraph.split()) for paragraph in docstring.split("\n\n"))
+    return "\n\n".join(paragraph for paragraph in paragraphs if paragraph)
 
 
 def _inline(

@@ -90,9 +90,6 @@ class KubernetesRuntime:
             cache.checked_at = time.monotonic()
         return cache.present
 
-    async def _service_monitor_available(self) -> bool:
-        return await self._crd_available(names.SERVICE_MONITOR_CRD)
-
     async def _options(self, target: WorkerTarget) -> ChildOptions:
         credentials = None
         ref = target.placement.nats_credentials
@@ -101,7 +98,7 @@ class KubernetesRuntime:
                 raise RuntimeError(f"region {target.region} names NATS credentials but none can be read")
             credentials = await self._credentials(ref)
         return ChildOptions(
-            service_monitor=await self._service_monitor_available(),
+            service_monitor=await self._crd_available(names.SERVICE_MONITOR_CRD),
             nats_credentials=credentials,
             scaled_object=await self._crd_available(names.SCALED_OBJECT_CRD),
         )

@@ -256,8 +256,7 @@ class ProcessRuntime:
             started = self._start(group)
             current.append(started)
             actions.append(RuntimeAction("Started", "Worker", started.name, f"pid {started.pid}"))
-        surplus = current[wanted:] if len(current) > wanted else []
-        doomed = stale + list(reversed(surplus))
+        doomed = stale + list(reversed(current[wanted:]))
         if doomed:
             await self._stop(group, doomed)
             actions += [RuntimeAction("Stopped", "Worker", p.name, f"pid {p.pid}") for p in doomed]
@@ -315,7 +314,9 @@ class ProcessRuntime:
 
     async def _observe(self, group: WorkerGroup) -> WorkerObservation:
         running = [p for p in group.processes if p.running()]
-        ready_flags = await asyncio.gather(*(self._ready(p) for p in running))
+        timeout = aiohttp.ClientTimeout(total=READY_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            ready_flags = await asyncio.gather(*(self._ready(session, p) for p in running))
         ready = sum(1 for flag in ready_flags if flag)
         updated = [p for p in running if p.revision == group.revision]
         return WorkerObservation(
@@ -327,11 +328,10 @@ class ProcessRuntime:
             rolled_out=len(updated) == group.replicas == len(running),
         )
 
-    async def _ready(self, process: WorkerProcess) -> bool:
+    async def _ready(self, session: aiohttp.ClientSession, process: WorkerProcess) -> bool:
         url = f"http://{self._host}:{process.port}/readyz"
         try:
-            timeout = aiohttp.ClientTimeout(total=READY_TIMEOUT)
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as reply:
+            async with session.get(url) as reply:
                 return reply.status == 200
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False

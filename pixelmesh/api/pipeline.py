@@ -18,13 +18,8 @@ from pydantic import Field, model_validator
 
 from pixelmesh.api.base import ApiModel
 
-HexColour = Annotated[
-    str,
-    Field(
-        pattern=r"^#([0-9a-fA-F]{6}|[0-9a-fA-F]{8})$",
-        description="A colour as #rrggbb or #rrggbbaa.",
-    ),
-]
+# No description here: a type-level description would replace every field's own docstring.
+HexColour = Annotated[str, Field(pattern=r"^#([0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")]
 Dimension = Annotated[int, Field(ge=1, le=65500)]
 VariantName = Annotated[
     str,
@@ -129,7 +124,7 @@ class Flatten(ApiModel):
     """Composite the alpha channel onto a background. JPEG has no alpha: flatten before it."""
 
     background: HexColour = "#ffffff"
-    """The colour under transparent pixels."""
+    """The colour under transparent pixels, as #rrggbb or #rrggbbaa."""
 
 
 class Resize(ApiModel):
@@ -143,7 +138,7 @@ class Resize(ApiModel):
     enlarge: bool = False
     """Allow upscaling a source smaller than the box. Off: small sources keep their size."""
     background: HexColour = "#00000000"
-    """Padding colour for `fit: contain`."""
+    """Padding colour for `fit: contain`, as #rrggbb or #rrggbbaa."""
 
     @model_validator(mode="after")
     def _needs_a_side(self) -> Self:
@@ -202,6 +197,7 @@ class Rotate(ApiModel):
 
     angle: float = Field(ge=-360.0, le=360.0)
     background: HexColour = "#00000000"
+    """The colour of the uncovered corners, as #rrggbb or #rrggbbaa."""
 
 
 class Flip(ApiModel):
@@ -240,6 +236,7 @@ class Pad(ApiModel):
     bottom: int = Field(default=0, ge=0, le=65500)
     left: int = Field(default=0, ge=0, le=65500)
     background: HexColour = "#00000000"
+    """The colour of the borders, as #rrggbb or #rrggbbaa."""
 
 
 class TextMark(ApiModel):
@@ -249,6 +246,7 @@ class TextMark(ApiModel):
     font: str = "sans 24"
     """A Pango font description, e.g. `sans bold 24`."""
     colour: HexColour = "#ffffff"
+    """The colour of the text, as #rrggbb or #rrggbbaa."""
 
 
 class Watermark(ApiModel):
@@ -417,6 +415,7 @@ class Variant(ApiModel):
     name: VariantName
     """Names the output: it is part of the output key and of the download URL."""
     steps: list[Step] = Field(default_factory=list, max_length=32)
+    """Steps of this variant only, run after the shared ones."""
     format: OutputFormat = Field(default_factory=OutputFormat)
 
 
@@ -431,6 +430,7 @@ class PipelineSpec(ApiModel):
     steps: list[Step] = Field(default_factory=list, max_length=32)
     """Steps shared by every variant, run once per source where libvips allows."""
     variants: list[Variant] = Field(min_length=1, max_length=32)
+    """The outputs made from each source, each with its own steps and format; names are unique."""
 
     @model_validator(mode="after")
     def _unique_variants(self) -> Self:

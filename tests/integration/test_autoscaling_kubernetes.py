@@ -18,16 +18,15 @@ from typing import Any
 
 import nats
 import pytest
-import yaml
 
-from e2e.cluster import ApiError, ControlPlane
+from e2e.cluster import ControlPlane
 from e2e.kubelet import ProcessKubelet
 from pixelmesh.api import streams
 from pixelmesh.api.messages import JobMessage, PipelineRef
 from pixelmesh.natsserver import NatsServer
-from pixelmesh.operator import names, rbac
+from pixelmesh.operator import names
 from tests import imagegen
-from tests.fixtures.kube import StartOperator, wait_until
+from tests.fixtures.kube import StartOperator, get_or_none, wait_until
 from tests.fixtures.nats import upload_source
 
 pytestmark = pytest.mark.slow
@@ -40,24 +39,6 @@ QUICK_WORKERS = {
     "PIXELMESH_STATS_SECONDS": "0.5",
     "PIXELMESH_LOG_FORMAT": "text",
 }
-
-
-@pytest.fixture(scope="module")
-def autoscaler_kubeconfig(control_plane: ControlPlane, pixelmesh_crds: list[str]) -> Path:
-    """A ServiceAccount bound to exactly the operator's ClusterRole (a binding of its own)."""
-    del pixelmesh_crds
-    namespace = control_plane.create_namespace("autoscaler-system")
-    account = "pixelmesh-operator"
-    documents = [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": namespace}},
-        rbac.cluster_role(),
-        {
-            **rbac.cluster_role_binding(namespace, account),
-            "metadata": {"name": f"{rbac.CLUSTER_ROLE}-{namespace}"},
-        },
-    ]
-    control_plane.kubectl().apply(yaml.safe_dump_all(documents))
-    return control_plane.service_account_kubeconfig(namespace, account, create=False)
 
 
 @pytest.fixture
@@ -148,27 +129,18 @@ def backlog(url: str, ref: PipelineRef) -> int:
     return asyncio.run(read())
 
 
-def get_or_none(cp: ControlPlane, path: str) -> dict[str, Any] | None:
-    try:
-        return cp.api().get(path)
-    except ApiError as error:
-        if error.status == 404:
-            return None
-        raise
-
-
 def test_replicas_follow_the_backlog_within_the_pools_capacity_and_hand_edits_are_put_back(
     *,
     control_plane: ControlPlane,
     namespace: str,
     start_operator: StartOperator,
-    autoscaler_kubeconfig: Path,
+    operator_kubeconfig: Path,
     nats_server: NatsServer,
     kubelet: ProcessKubelet,
     pool: dict[str, str],
 ) -> None:
     start_operator(
-        kubeconfig=autoscaler_kubeconfig,
+        kubeconfig=operator_kubeconfig,
         nats_urls=(nats_server.url,),
         namespaces=(namespace,),
         autoscaler_interval_seconds=0.5,
@@ -262,11 +234,11 @@ def test_under_keda_a_scaledobject_is_made_and_the_replicas_are_left_to_keda_unt
     control_plane: ControlPlane,
     namespace: str,
     start_operator: StartOperator,
-    autoscaler_kubeconfig: Path,
+    operator_kubeconfig: Path,
     nats_server: NatsServer,
 ) -> None:
     start_operator(
-        kubeconfig=autoscaler_kubeconfig,
+        kubeconfig=operator_kubeconfig,
         nats_urls=(nats_server.url,),
         namespaces=(namespace,),
         autoscaler_interval_seconds=0.5,

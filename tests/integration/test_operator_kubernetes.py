@@ -20,14 +20,14 @@ import pytest
 import yaml
 from nats.js.errors import NotFoundError
 
-from e2e.cluster import ApiError, ControlPlane
+from e2e.cluster import ControlPlane
 from e2e.cluster.kubectl import KubectlError
 from e2e.kubelet import ProcessKubelet
 from pixelmesh.api import streams
 from pixelmesh.api.messages import PipelineRef
 from pixelmesh.natsserver import NatsServer
-from pixelmesh.operator import metrics, names, rbac
-from tests.fixtures.kube import StartOperator, wait_until
+from pixelmesh.operator import metrics, names
+from tests.fixtures.kube import StartOperator, get_or_none, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -43,16 +43,6 @@ CHILD_PATHS = {
 
 
 # --- fixtures ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def operator_kubeconfig(control_plane: ControlPlane, pixelmesh_crds: list[str]) -> Path:
-    """A kubeconfig for a ServiceAccount bound to exactly the operator's ClusterRole."""
-    del pixelmesh_crds
-    namespace = control_plane.create_namespace("pixelmesh-system")
-    account = "pixelmesh-operator"
-    control_plane.kubectl().apply(yaml.safe_dump_all(rbac.manifests(namespace, account)))
-    return control_plane.service_account_kubeconfig(namespace, account, create=False)
 
 
 @pytest.fixture
@@ -92,15 +82,6 @@ def thumbnails(**spec_changes: Any) -> dict[str, Any]:
 def pipeline_path(namespace: str, name: str = "") -> str:
     base = f"{GROUP_PATH}/namespaces/{namespace}/{names.PIPELINE_PLURAL}"
     return f"{base}/{name}" if name else base
-
-
-def get_or_none(cp: ControlPlane, path: str) -> dict[str, Any] | None:
-    try:
-        return cp.api().get(path)
-    except ApiError as error:
-        if error.status == 404:
-            return None
-        raise
 
 
 def condition(body: dict[str, Any] | None, type_: str) -> dict[str, Any]:

@@ -25,14 +25,15 @@ def status() -> ImagePipelineStatus:
 
 def test_a_decision_updates_its_regions_desired_replicas_reason_and_the_total() -> None:
     updated = record_scaling(status(), "eu-west", 7, "capacity-capped")
+    assert updated is not None
     eu, us = updated.regions
     assert (eu.desired_replicas, eu.scaling_reason) == (7, "capacity-capped")
     assert (us.desired_replicas, us.scaling_reason) == (3, "backlog")
     assert updated.desired_replicas == 10
 
 
-def test_a_region_the_reconciler_has_not_reported_yet_is_left_alone() -> None:
-    assert record_scaling(status(), "ap-south", 4, "backlog") == status()
+def test_a_region_the_reconciler_has_not_reported_yet_is_left_for_the_next_tick() -> None:
+    assert record_scaling(status(), "ap-south", 4, "backlog") is None
 
 
 def test_an_unchanged_decision_changes_nothing() -> None:

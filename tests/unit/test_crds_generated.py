@@ -103,8 +103,12 @@ def test_field_docstrings_become_descriptions() -> None:
     assert node_at(schema, "spec.autoscaling.minReplicas")["description"].startswith(
         "Fewest workers per region"
     )
-    assert "One output made from each source" in node_at(schema, "spec.variants")["description"]
+    assert node_at(schema, "spec.variants")["description"].startswith("The outputs made from each source")
     assert node_at(schema, "spec.variants[].name")["description"].startswith("Names the output")
+    # A constrained type (HexColour) brings its pattern, never words that hide the field's own.
+    background = node_at(schema, "spec.steps[].flatten.background")
+    assert background["description"].startswith("The colour under transparent pixels")
+    assert background["pattern"].startswith("^#")
     undescribed = [p for p, n in nodes(node_at(schema, "spec")) if p and "description" not in n]
     # Leaves of shared pipeline models without docstrings are tolerated; the API's own sections are not.
     own_sections = ("autoscaling", "worker", "retry", "queue", "outputs", "trafficShift", "regions")
@@ -150,4 +154,23 @@ def test_yaml_1_1_booleans_are_quoted_so_kubectl_reads_strings() -> None:
     assert re.search(r"^\s*- y$", text, re.MULTILINE) is None
     assert re.search(r"^\s*y:$", text, re.MULTILINE) is None
     assert "- 'y'" in text
-    assert yaml.safe_load_all(text) is not None
+    required = [
+        name
+        for _, node in nodes(schema_of(yaml.safe_load(text.split("---\n", 1)[1])))
+        for name in node.get("required", [])
+    ]
+    assert "y" in required
+    assert all(isinstance(name, str) for name in required)
+
+
+def test_descriptions_keep_paragraphs_and_lose_the_docstrings_line_breaks() -> None:
+    """`kubectl explain` wraps text itself; a docstring's own line breaks would cut sentences."""
+    schema = schema_of(pipeline_crd())
+    durability = node_at(schema, "spec.durability")["description"]
+    assert "\n" not in durability
+    assert "a region's loss can lose the unmirrored tail" in durability
+    thumbnail = node_at(schema, "spec.steps[].thumbnail")["description"]
+    assert thumbnail.count("\n\n") == 1
+    assert "\n\n\n" not in thumbnail
+    text = (ROOT / "crds" / "imagepipelines.pixelmesh.io.yaml").read_text()
+    assert "description: |-" in text

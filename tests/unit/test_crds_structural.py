@@ -34,6 +34,17 @@ class Outer(ApiModel):
     marker: Marker | None = None
 
 
+class Described(ApiModel):
+    """A summary line.
+
+    A second paragraph that
+    runs over two lines."""
+
+    wrapped: int = 1
+    """A field whose docstring
+    is wrapped."""
+
+
 class Bad(ApiModel):
     either: int | bool = 1
 
@@ -86,3 +97,9 @@ def test_maps_and_empty_marker_objects_keep_their_shape() -> None:
 def test_a_union_kubernetes_cannot_express_is_refused() -> None:
     with pytest.raises(SchemaError, match="int-or-string"):
         convert(Bad)
+
+
+def test_descriptions_join_wrapped_lines_and_keep_paragraph_breaks() -> None:
+    schema = convert(Described)
+    assert schema["description"] == "A summary line.\n\nA second paragraph that runs over two lines."
+    assert schema["properties"]["wrapped"]["description"] == "A field whose docstring is wrapped."  # type: ignore[index]

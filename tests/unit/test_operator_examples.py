@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from pixelmesh.api.resources import ImagePipeline, RegionPool
 from pixelmesh.operator.local import load_manifests
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
@@ -24,6 +23,4 @@ def test_there_are_two_pipelines_and_a_pool_they_can_use() -> None:
     assert len(pools) == 1
     pool_names = {p.metadata.name for p in pools}
     for pipeline in pipelines:
-        assert isinstance(pipeline, ImagePipeline)
         assert {r.pool for r in pipeline.spec.regions} <= pool_names
-    assert all(isinstance(p, RegionPool) for p in pools)
