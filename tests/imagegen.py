@@ -158,13 +158,19 @@ def encode_as(data: bytes, suffix: str, **options: object) -> bytes:
 
 def animated_gif(width: int, height: int, frames: int) -> bytes:
     """An animated GIF with `frames` frames of different brightness."""
+    return bytes(
+        _page_strip(width, height, [[40 * i % 256, 80, 160] for i in range(frames)]).gifsave_buffer()
+    )
+
+
+def _page_strip(width: int, height: int, colours: Sequence[Sequence[int]]) -> pyvips.Image:
+    """One flat page per colour, stacked top to bottom as libvips holds a multi-page image."""
     pages = [
-        pyvips.Image.black(width, height).new_from_image([40 * i % 256, 80, 160]).cast("uchar")
-        for i in range(frames)
+        pyvips.Image.black(width, height).new_from_image(list(colour)).cast("uchar") for colour in colours
     ]
     strip = pyvips.Image.arrayjoin(pages, across=1).copy(interpretation="srgb")
     strip.set_type(pyvips.GValue.gint_type, "page-height", height)
-    return bytes(strip.gifsave_buffer())
+    return strip
 
 
 # The bad-input corpus.
@@ -219,13 +225,7 @@ def svg_image() -> bytes:
 
 def multipage_tiff(pages: int, width: int = 16, height: int = 16) -> bytes:
     """A TIFF with `pages` small pages."""
-    page_images = [
-        pyvips.Image.black(width, height).new_from_image([i % 256, 64, 128]).cast("uchar")
-        for i in range(pages)
-    ]
-    strip = pyvips.Image.arrayjoin(page_images, across=1).copy(interpretation="srgb")
-    strip.set_type(pyvips.GValue.gint_type, "page-height", height)
-    return bytes(strip.tiffsave_buffer())
+    return bytes(_page_strip(width, height, [[i % 256, 64, 128] for i in range(pages)]).tiffsave_buffer())
 
 
 def oversized_jpeg(max_bytes: int) -> bytes:

@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--region", help="the region this worker serves (PIXELMESH_REGION)")
     parser.add_argument("--worker-name", help="this worker's name (PIXELMESH_WORKER_NAME)")
-    parser.add_argument("--threads", type=int, help="libvips threads, 0 = one per CPU (PIXELMESH_THREADS)")
+    parser.add_argument(
+        "--threads", type=int, help="libvips threads, 0 = one per CPU plus one (PIXELMESH_THREADS)"
+    )
     parser.add_argument("--concurrency", type=int, help="jobs in flight (PIXELMESH_CONCURRENCY)")
     parser.add_argument(
         "--metrics-port", type=int, help="port of /metrics and probes (PIXELMESH_METRICS_PORT)"

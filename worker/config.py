@@ -32,6 +32,14 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 class ConfigError(ValueError):
     """The configuration is invalid; the message lists every problem."""
 
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
+
+
+def _invalid(problems: typing.Sequence[str]) -> ConfigError:
+    return ConfigError("invalid worker configuration: " + "; ".join(problems), tuple(problems))
+
 
 def available_cpus() -> int:
     """CPUs this process may use: the affinity mask, capped by a cgroup v2 CPU quota (Kubernetes limits)."""
@@ -95,7 +103,7 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         problems = self.problems()
         if problems:
-            raise ConfigError("invalid worker configuration: " + "; ".join(problems))
+            raise _invalid(problems)
 
     def problems(self) -> list[str]:
         """Every reason this configuration is unusable (empty if none)."""
@@ -173,7 +181,12 @@ class WorkerConfig:
         if "pipeline_file" not in values:
             problems.append(f"{ENV_PREFIX}PIPELINE_FILE is required")
         if problems:
-            raise ConfigError("invalid worker configuration: " + "; ".join(problems))
+            # Validate the settings that did parse as well, so one message says everything wrong.
+            try:
+                cls(**{"pipeline_file": Path(), **values})
+            except ConfigError as invalid:
+                problems.extend(invalid.problems)
+            raise _invalid(problems)
         return cls(**values)
 
 

@@ -39,7 +39,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.errors import KeyDeletedError, KeyNotFoundError, ObjectNotFoundError
+from nats.js.errors import ObjectNotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 from pydantic import ValidationError
@@ -59,6 +59,7 @@ from pixelmesh.worker.errors import PermanentError, RetryableError
 from pixelmesh.worker.metrics import WorkerMetrics
 from pixelmesh.worker.outcome import DUPLICATE, RELEASED, SUCCEEDED, Fate, OutcomeRecorder, decide, describe
 from pixelmesh.worker.pipeline import EncodedOutput, run_pipeline
+from pixelmesh.worker.source import check_source_size
 from pixelmesh.worker.stats import ServiceMeter, report_forever
 
 logger = logging.getLogger(__name__)
@@ -133,7 +134,6 @@ class JobConsumer:
         self._sources: ObjectStore | None = None
         self._outputs: ObjectStore | None = None
         self._recorder: OutcomeRecorder | None = None
-        self._completions: KeyValue | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._limits = ConsumerLimits(ack_wait_seconds=30.0, max_deliver=-1)
         self._meter = ServiceMeter()
@@ -196,7 +196,6 @@ class JobConsumer:
             region=self._config.region,
             worker=self._config.worker_name,
         )
-        self._completions = completions
         try:
             self._stats_bucket = await self._js.key_value(streams.WORKER_STATS_BUCKET)
         except Exception as exc:  # reports only feed the autoscaler: the worker serves without them
@@ -458,11 +457,7 @@ class JobConsumer:
         if await self._already_complete(job.job_id):
             return DUPLICATE
         deadline = self._deadline(job)
-        limit = self._spec.input.max_bytes
-        if job.source_size > limit:
-            raise PermanentError(
-                FailureReason.TOO_LARGE, f"source is {job.source_size} bytes, the limit is {limit}"
-            )
+        check_source_size(job.source_size, self._spec.input)
         source = await self._load_source(job)
         if not await self._acquire_thread():
             return RELEASED
@@ -499,14 +494,11 @@ class JobConsumer:
         )
 
     async def _already_complete(self, job_id: str) -> bool:
-        assert self._completions is not None
+        assert self._recorder is not None
         try:
-            await self._completions.get(job_id)
-        except (KeyNotFoundError, KeyDeletedError):
-            return False
+            return await self._recorder.is_complete(job_id)
         except Exception as exc:
             raise RetryableError(f"cannot read the completion record: {describe(exc)}") from exc
-        return True
 
     def _deadline(self, job: JobMessage) -> float:
         """The job's processing deadline on the monotonic clock."""

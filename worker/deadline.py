@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 def check_deadline(deadline: float | None, doing: str) -> None:
     """Raise `PermanentError(timeout)` if `deadline` (a `time.monotonic()` instant) has passed."""
-    if deadline is not None and time.monotonic() > deadline:
+    if past(deadline):
         raise PermanentError(FailureReason.TIMEOUT, f"The job ran out of time before {doing}.")
 
 

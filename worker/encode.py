@@ -24,12 +24,6 @@ FORMATS_WITHOUT_ALPHA = frozenset({OutputType.JPEG})
 DEFAULT_PNG_COMPRESSION = 6
 DEFAULT_EFFORT = 4
 
-_SUBSAMPLE_MODES: dict[ChromaSubsampling, str] = {
-    ChromaSubsampling.AUTO: "auto",
-    ChromaSubsampling.ON: "on",
-    ChromaSubsampling.OFF: "off",
-}
-
 
 def prepare_for(image: pyvips.Image, concrete: OutputType) -> pyvips.Image:
     """`image` made encodable as `concrete`: flattened onto white for a format without alpha."""
@@ -48,7 +42,7 @@ def encode_image(image: pyvips.Image, output: OutputFormat, concrete: OutputType
                 Q=quality,
                 interlace=bool(output.progressive),
                 optimize_coding=output.optimize_coding is not False,
-                subsample_mode=_SUBSAMPLE_MODES[output.chroma_subsampling or ChromaSubsampling.AUTO],
+                subsample_mode=(output.chroma_subsampling or ChromaSubsampling.AUTO).value,
                 keep=keep,
             )
         case OutputType.PNG:

@@ -1,4 +1,4 @@
-"""libvips process settings and the few low-level calls pyvips does not wrap.
+"""libvips process settings for a worker.
 
 A worker is a long-running process that decodes hostile input on many threads. `configure_libvips`
 sets the global knobs once at start-up: the operation cache off (it keys on the source buffers,
@@ -6,9 +6,6 @@ so it only grows and never hits across jobs), untrusted loaders blocked (ImageMa
 MAT, ... — whatever an allow-list check would miss), and an optional thread-pool size per image.
 libvips 8.18 counts its SVG loader as untrusted too; it is unblocked again because SVG is an
 explicit, per-pipeline opt-in (`input.formats`), refused by the allow-list everywhere else.
-
-`find_loader` asks libvips which loader it *would* pick for a buffer, by sniffing magic bytes,
-without creating an image: the allow-list is checked before any decoder runs.
 """
 
 from __future__ import annotations
@@ -46,26 +43,3 @@ def configure_libvips(*, concurrency: int | None = None) -> None:
                 pyvips.concurrency_get(),
             )
             _configured.set()
-
-
-def find_loader(data: bytes) -> str | None:
-    """The class name of the loader libvips would use for `data` (e.g. `VipsForeignLoadJpegBuffer`).
-
-    None when no loader recognises the bytes. Nothing is decoded.
-    """
-    if not data:
-        return None
-    pointer = pyvips.vips_lib.vips_foreign_find_load_buffer(data, len(data))
-    if pointer == pyvips.ffi.NULL:
-        # The failed lookup leaves a message in libvips' per-thread error buffer; clear it so it
-        # does not prefix the next, unrelated error on this thread.
-        pyvips.vips_lib.vips_error_clear()
-        return None
-    return str(pyvips.ffi.string(pointer).decode())
-
-
-def error_detail(error: pyvips.Error) -> str:
-    """The most useful one-line text of a libvips error (its first detail line, or its message)."""
-    detail = str(getattr(error, "detail", "") or "").strip()
-    first = detail.splitlines()[0].strip() if detail else ""
-    return first or str(getattr(error, "message", "") or error)

@@ -181,7 +181,7 @@ class OutcomeRecorder:
     ) -> None:
         """Record and carry out `fate`. Raises if a record cannot be written (the message stays unsettled)."""
         delivered = msg.metadata.num_delivered
-        job_id = job.job_id if job is not None else dead_letter_key(msg, None)
+        job_id = dead_letter_key(msg, job)
         if fate.outcome == Outcome.SUCCEEDED:
             assert job is not None
             assert result is not None
@@ -216,16 +216,20 @@ class OutcomeRecorder:
         )
         self._metrics.dead_lettered(error.reason)
 
+    async def is_complete(self, job_id: str) -> bool:
+        """Whether the job has a completion record (succeeded or failed for good)."""
+        try:
+            await self._completions.get(job_id)
+        except (KeyNotFoundError, KeyDeletedError):
+            return False
+        return True
+
     async def record_exhausted(self, job: JobMessage, deliveries: int) -> bool:
         """Record a job the server stopped delivering after `deliveries` unanswered attempts.
 
         Returns False (and writes nothing) if the job already has a completion record.
         """
-        try:
-            await self._completions.get(job.job_id)
-        except (KeyNotFoundError, KeyDeletedError):
-            pass
-        else:
+        if await self.is_complete(job.job_id):
             return False
         error = JobError(
             reason=FailureReason.MAX_DELIVERIES,

@@ -16,8 +16,8 @@ Decoding (one rule, chosen per job from the spec):
 
 Safety: `probe_source` enforces the input limits from the header; decodes fail on errors; each
 evaluation is killed at the deadline (`deadline`). libvips errors become `PermanentError`
-(`corrupt` when a decoder complains, `timeout` past the deadline, `processing_failed` otherwise)
-or, for memory exhaustion, `RetryableError`.
+(`timeout` past the deadline, `corrupt` when the source alone fails to decode, `processing_failed`
+otherwise) or, for memory exhaustion, `RetryableError`.
 
 Thread safety: nothing here is shared between calls except immutable libvips images (a cached
 watermark), so `run_pipeline` may run on many threads at once; libvips releases the GIL while it
@@ -46,11 +46,11 @@ from pixelmesh.api.pipeline import (
     Step,
     Variant,
 )
+from pixelmesh.imaging import SourceInfo, error_detail
 from pixelmesh.worker.deadline import check_deadline, evaluate_within, past
 from pixelmesh.worker.encode import encode_image, prepare_for
 from pixelmesh.worker.errors import PermanentError, RetryableError
-from pixelmesh.worker.libvips import error_detail
-from pixelmesh.worker.source import probe_source
+from pixelmesh.worker.source import load_source, probe_source
 from pixelmesh.worker.steps.context import Context, MetadataPolicy
 from pixelmesh.worker.steps.registry import step_def
 from pixelmesh.worker.steps.strip_metadata import finish_metadata
@@ -59,24 +59,6 @@ StepObserver = Callable[[str, float], None]
 """Called with (step wire name, seconds) after each step, for metrics."""
 
 DEFAULT_AUTO_FORMAT = OutputType.JPEG
-
-_DECODER_DOMAINS = (
-    "vipsjpeg",
-    "jpeg",
-    "png",
-    "webp",
-    "heif",
-    "gif",
-    "tiff",
-    "vipsforeignload",
-    "source:",
-    "premature end",
-    "truncated",
-    "corrupt",
-)
-"""Lower-case substrings of libvips error text that mean a decoder refused the data (seen with
-libvips 8.18: `VipsJpeg: premature end of JPEG image`, `vipspng: libpng read error`,
-`gifload_buffer: Invalid frame data`, `heif: ... Corrupt frame detected`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +110,8 @@ def run_pipeline(
         share_base(base, chosen, observe)
         return [_run_variant(base.fork(), variant, formats or {}, observe) for variant in chosen]
     except pyvips.Error as error:
-        raise classify_libvips_error(error, deadline) from error
+        corrupt = not past(deadline) and not source_decodes(source, info)
+        raise classify_libvips_error(error, deadline, corrupt_source=corrupt) from error
 
 
 def choose_variants(spec: PipelineSpec, names: Sequence[str] | None) -> list[Variant]:
@@ -186,18 +169,34 @@ def resolve_format(variant: Variant, formats: Mapping[str, OutputType]) -> Outpu
     return DEFAULT_AUTO_FORMAT if resolved is OutputType.AUTO else resolved
 
 
-def classify_libvips_error(error: pyvips.Error, deadline: float | None) -> PermanentError | RetryableError:
+def source_decodes(source: bytes, info: SourceInfo) -> bool:
+    """Whether the source's first page decodes without error, read top to bottom once.
+
+    After a libvips failure this tells a damaged source from a failed operation. libvips' error
+    text cannot: its error buffer is shared by every thread, so while other jobs run, a job's
+    error may carry another job's message, or none.
+    """
+    try:
+        load_source(source, info, sequential=True).avg()
+    except (pyvips.Error, PermanentError):
+        return False
+    return True
+
+
+def classify_libvips_error(
+    error: pyvips.Error, deadline: float | None, *, corrupt_source: bool
+) -> PermanentError | RetryableError:
     """The fate of a libvips failure: timeout, corrupt input, memory pressure, or a failed operation."""
     detail = error_detail(error)
     if past(deadline) or "killed" in detail:
         return PermanentError(
             FailureReason.TIMEOUT, f"The job ran out of time; libvips was stopped ({detail})."
         )
+    if corrupt_source:
+        return PermanentError(FailureReason.CORRUPT, f"The source cannot be decoded: {detail}.")
     lowered = detail.lower()
     if "out of memory" in lowered or "memory allocation" in lowered:
         return RetryableError(f"libvips ran out of memory: {detail}.")
-    if "save" not in lowered and any(domain in lowered for domain in _DECODER_DOMAINS):
-        return PermanentError(FailureReason.CORRUPT, f"The source cannot be decoded: {detail}.")
     return PermanentError(FailureReason.PROCESSING_FAILED, f"libvips failed: {detail}.")
 
 

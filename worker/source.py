@@ -1,171 +1,44 @@
-"""Probe a source and enforce the input limits before a single pixel is decoded.
+"""Probe a source against the input limits, then decode it.
 
-Hostile input is normal at this scale, so the checks run cheapest first and each refusal is a
-`PermanentError` with a machine-readable reason:
-
-1. byte size against `maxBytes` (`too_large`; an empty source is `corrupt`);
-2. the loader libvips *would* pick, sniffed from the magic bytes, against the allow-list
-   (`unsupported_format`): a refused format's decoder never runs, not even its header parser;
-3. a header-only load (libvips opens images lazily: width, height, page count and EXIF
-   orientation are read, no pixels) for frames against `maxFrames` (`too_many_frames`) and
-   width x height x frames against `maxPixels` (`too_many_pixels`). A PNG declaring 20000x20000 in
-   a few KB is refused here in a millisecond.
+`probe_source` is `pixelmesh.imaging.inspect_source` (the check the gateway runs too, from the
+bytes and the header only) with its refusals raised as `PermanentError`s carrying the same reason;
+`check_source_size` is its first check alone, for a job whose declared size already says enough.
 
 `load_source` then decodes with `fail_on="error"`, so a truncated or damaged file fails the job as
 `corrupt` instead of producing a grey-bottomed image. Only the first page of a multi-page source is
 decoded.
-
-Caveat: HEIF and AVIF share libvips' heif loader; they are told apart by the header's
-`heif-compression` field, so that one header is parsed whenever either format is allowed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Iterator
 
 import pyvips
 
 from pixelmesh.api.messages import FailureReason
-from pixelmesh.api.pipeline import InputFormat, InputLimits
-from pixelmesh.worker.errors import PermanentError
-from pixelmesh.worker.libvips import error_detail, find_loader
-
-LOADER_FORMATS: dict[str, InputFormat] = {
-    "VipsForeignLoadJpegBuffer": InputFormat.JPEG,
-    "VipsForeignLoadPngBuffer": InputFormat.PNG,
-    "VipsForeignLoadWebpBuffer": InputFormat.WEBP,
-    "VipsForeignLoadHeifBuffer": InputFormat.HEIF,
-    "VipsForeignLoadNsgifBuffer": InputFormat.GIF,
-    "VipsForeignLoadGifBuffer": InputFormat.GIF,
-    "VipsForeignLoadTiffBuffer": InputFormat.TIFF,
-    "VipsForeignLoadSvgBuffer": InputFormat.SVG,
-}
-"""The libvips buffer loaders PixelMesh knows, by class name, and the input format each decodes."""
-
-_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
+from pixelmesh.api.pipeline import InputLimits
+from pixelmesh.imaging import (
+    FAIL_ON,
+    SourceInfo,
+    SourceRefusedError,
+    check_size,
+    error_detail,
+    inspect_source,
 )
-_HEIF_BRANDS = frozenset({b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1", b"hevc"})
-
-FAIL_ON = "error"
-"""libvips' fail-on level for every decode: truncation and decoder errors abort the job."""
-
-
-@dataclass(frozen=True, slots=True)
-class SourceInfo:
-    """What the header says about a source that passed the limits."""
-
-    format: InputFormat
-    loader: str
-    """The libvips loader class that decodes it (the one the allow-list was checked against)."""
-    width: int
-    height: int
-    """Of one page or frame."""
-    frames: int
-    orientation: int
-    """EXIF orientation, 1 (upright) to 8."""
-    size: int
-    """In bytes."""
-
-    @property
-    def pixels(self) -> int:
-        """Width x height x frames: what decoding everything would cost."""
-        return self.width * self.height * self.frames
-
-    def displayed_size(self, *, autorotate: bool) -> tuple[int, int]:
-        """Width and height after the EXIF orientation is applied (when `autorotate`)."""
-        if autorotate and self.orientation in (5, 6, 7, 8):
-            return self.height, self.width
-        return self.width, self.height
+from pixelmesh.worker.errors import PermanentError
 
 
 def probe_source(source: bytes, limits: InputLimits) -> SourceInfo:
     """Check `source` against `limits` from its bytes and header only; raise `PermanentError` if refused."""
-    if not source:
-        raise PermanentError(FailureReason.CORRUPT, "The source is empty (0 bytes).")
-    if len(source) > limits.max_bytes:
-        raise PermanentError(
-            FailureReason.TOO_LARGE,
-            f"The source is {len(source)} bytes, more than maxBytes ({limits.max_bytes}).",
-        )
-    allowed = set(limits.formats)
-    loader = find_loader(source)
-    if loader is None:
-        looks_like = sniff_signature(source)
-        if looks_like is not None:
-            raise PermanentError(
-                FailureReason.CORRUPT,
-                f"The source starts like a {looks_like} file but libvips cannot parse it "
-                "(truncated or damaged).",
-            )
-        raise PermanentError(
-            FailureReason.UNSUPPORTED_FORMAT,
-            f"No image decoder recognises the source (it starts with {source[:12]!r}).",
-        )
-    family = LOADER_FORMATS.get(loader)
-    if family is None:
-        raise PermanentError(
-            FailureReason.UNSUPPORTED_FORMAT,
-            f"The source is decoded by libvips' {loader}, which is not a supported input format.",
-        )
-    if family is InputFormat.HEIF:
-        if not allowed & {InputFormat.HEIF, InputFormat.AVIF}:
-            raise _not_allowed("HEIF/AVIF", allowed)
-    elif family not in allowed:
-        raise _not_allowed(family.value, allowed)
-
-    header = _load_header(source, loader)
-    input_format = family
-    if family is InputFormat.HEIF:
-        compression = _get_str(header, "heif-compression")
-        input_format = InputFormat.AVIF if compression == "av1" else InputFormat.HEIF
-        if input_format not in allowed:
-            raise _not_allowed(input_format.value, allowed)
-
-    frames = _get_int(header, "n-pages", 1)
-    info = SourceInfo(
-        format=input_format,
-        loader=loader,
-        width=header.width,
-        height=header.height,
-        frames=max(1, frames),
-        orientation=_orientation(header),
-        size=len(source),
-    )
-    if info.frames > limits.max_frames:
-        raise PermanentError(
-            FailureReason.TOO_MANY_FRAMES,
-            f"The source has {info.frames} frames/pages, more than maxFrames ({limits.max_frames}).",
-        )
-    if info.pixels > limits.max_pixels:
-        raise PermanentError(
-            FailureReason.TOO_MANY_PIXELS,
-            f"The source is {info.width}x{info.height}"
-            + (f"x{info.frames} frames" if info.frames > 1 else "")
-            + f" = {info.pixels} pixels, more than maxPixels ({limits.max_pixels}).",
-        )
-    return info
+    with _refusal_is_permanent():
+        return inspect_source(source, limits)
 
 
-def sniff_signature(source: bytes) -> str | None:
-    """The raster format whose magic bytes `source` starts with, if any (no parsing beyond that).
-
-    libvips' own sniffers also check structure, so a truncated file can go unrecognised; its
-    signature still tells a broken image (`corrupt`) from something that is not one.
-    """
-    for prefix, name in _SIGNATURES:
-        if source.startswith(prefix):
-            return name
-    if source[4:8] == b"ftyp" and source[8:12] in _HEIF_BRANDS:
-        return "HEIF/AVIF"
-    if source[:4] == b"RIFF" and source[8:12] == b"WEBP":
-        return "WebP"
-    return None
+def check_source_size(size: int, limits: InputLimits) -> None:
+    """Refuse a source by its declared size alone, before loading it: `PermanentError(too_large)`."""
+    with _refusal_is_permanent():
+        check_size(size, limits)
 
 
 def load_source(source: bytes, info: SourceInfo, *, sequential: bool) -> pyvips.Image:
@@ -186,39 +59,9 @@ def load_source(source: bytes, info: SourceInfo, *, sequential: bool) -> pyvips.
     return image
 
 
-def _load_header(source: bytes, loader: str) -> pyvips.Image:
+@contextlib.contextmanager
+def _refusal_is_permanent() -> Iterator[None]:
     try:
-        header = pyvips.Operation.call(loader, source, access=pyvips.Access.SEQUENTIAL, fail_on=FAIL_ON)
-    except pyvips.Error as error:
-        raise PermanentError(
-            FailureReason.CORRUPT, f"The source's header cannot be read: {error_detail(error)}."
-        ) from error
-    assert isinstance(header, pyvips.Image)
-    return header
-
-
-def _not_allowed(name: str, allowed: set[InputFormat]) -> PermanentError:
-    listed = ", ".join(sorted(f.value for f in allowed))
-    return PermanentError(
-        FailureReason.UNSUPPORTED_FORMAT,
-        f"The source is {name}, which this pipeline does not accept (allowed: {listed}).",
-    )
-
-
-def _get_int(image: pyvips.Image, field: str, default: int) -> int:
-    if image.get_typeof(field) == 0:
-        return default
-    value = image.get(field)
-    return int(value) if isinstance(value, int | float) else default
-
-
-def _get_str(image: pyvips.Image, field: str) -> str | None:
-    if image.get_typeof(field) == 0:
-        return None
-    value = image.get(field)
-    return value if isinstance(value, str) else None
-
-
-def _orientation(image: pyvips.Image) -> int:
-    orientation = _get_int(image, "orientation", 1)
-    return orientation if 1 <= orientation <= 8 else 1
+        yield
+    except SourceRefusedError as refused:
+        raise PermanentError(refused.reason, refused.message) from refused

@@ -3,6 +3,7 @@ worker stays up and completes the good jobs queued behind them."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from nats.aio.client import Client as NatsClient
@@ -16,6 +17,7 @@ from pixelmesh.natsserver import NatsServer
 from pixelmesh.worker.errors import RetryableError
 from pixelmesh.worker.service import WorkerService
 from tests import imagegen
+from tests.fixtures.images import bad_input_corpus, corpus_limits
 from tests.fixtures.nats import submit_job
 from tests.integration.worker_support import (
     QUICK,
@@ -30,23 +32,15 @@ from tests.integration.worker_support import (
     write_pipeline_file,
 )
 
-MAX_BYTES = 300_000
 LIMITED = PipelineSpec.model_validate(
     {
         **THREE_VARIANTS.model_dump(mode="json", by_alias=True, exclude_none=True),
-        "input": {"maxBytes": MAX_BYTES},
+        "input": corpus_limits().to_wire(),
     }
 )
 
-CORPUS: dict[str, tuple[bytes, FailureReason]] = {
-    "truncated-jpeg": (imagegen.truncated_jpeg(), FailureReason.CORRUPT),
-    "zero-bytes": (imagegen.zero_bytes(), FailureReason.CORRUPT),
-    "text-named-jpg": (imagegen.text_named_jpg(), FailureReason.UNSUPPORTED_FORMAT),
-    "png-bomb": (imagegen.png_bomb(), FailureReason.TOO_MANY_PIXELS),
-    "svg": (imagegen.svg_image(), FailureReason.UNSUPPORTED_FORMAT),
-    "many-page-tiff": (imagegen.multipage_tiff(200), FailureReason.TOO_MANY_FRAMES),
-    "over-max-bytes": (imagegen.oversized_jpeg(MAX_BYTES), FailureReason.TOO_LARGE),
-}
+CORPUS = {bad.name.replace(".", "-"): bad for bad in bad_input_corpus()}
+"""The bad-input corpus by job id (a job id has no dots)."""
 GOOD_BEHIND = 12
 
 
@@ -55,28 +49,27 @@ async def test_bad_inputs_fail_with_their_reason_and_good_jobs_behind_them_compl
 ) -> None:
     revision = await provision(js, LIMITED)
     config = worker_config(nats_server.url, write_pipeline_file(tmp_path, revision), threads=2)
-    good = imagegen.photo_jpeg(640, 480)
-    assert len(imagegen.png_bomb()) < 64 * 1024, "the bomb should be a few KB"
+    good = imagegen.photo_jpeg(320, 240)
 
     async with running_worker(WorkerService(config, revision)) as worker:
-        for name, (data, _) in CORPUS.items():
-            await submit_job(js, revision.ref, name, data)
+        for name, bad in CORPUS.items():
+            await submit_job(js, revision.ref, name, bad.data)
         for i in range(GOOD_BEHIND):
             await submit_job(js, revision.ref, f"good-{i}", good)
         await wait_for_records(js, len(CORPUS) + GOOD_BEHIND)
         assert worker.readiness().ready, "the worker should still be up and ready"
 
     records = await completion_records(js)
-    for name, (_, reason) in CORPUS.items():
+    for name, bad in CORPUS.items():
         record = records[name]
         assert record.status is JobStatus.FAILED
         assert record.error is not None
-        assert record.error.reason is reason, (name, record.error)
+        assert record.error.reason is bad.reason, (name, record.error)
         assert record.outputs == []
         letter = await dead_letter(js, name)
         assert letter.job is not None
         assert letter.job.job_id == name
-        assert letter.error.reason is reason
+        assert letter.error.reason is bad.reason
         assert letter.attempts == 1, "a permanent failure is not retried"
     for i in range(GOOD_BEHIND):
         assert records[f"good-{i}"].status is JobStatus.SUCCEEDED
@@ -132,7 +125,7 @@ async def test_a_message_that_is_not_a_job_is_dead_lettered_with_its_text(
 async def test_a_job_failing_transiently_every_time_is_dead_lettered_after_max_deliveries(
     nats_server: NatsServer, js: JetStreamContext, tmp_path: Path
 ) -> None:
-    settings = QUICK.__class__(ack_wait_seconds=3.0, max_deliver=3, duplicate_window_seconds=60.0)
+    settings = dataclasses.replace(QUICK, max_deliver=3)
     revision = await provision(js, settings=settings)
     config = worker_config(nats_server.url, write_pipeline_file(tmp_path, revision))
     attempts: list[int] = []

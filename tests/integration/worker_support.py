@@ -229,11 +229,15 @@ async def read_output(js: JetStreamContext, key: str, ref: PipelineRef = PIPELIN
 async def settled_consumer(
     js: JetStreamContext, ref: PipelineRef = PIPELINE, *, within: float = 5.0
 ) -> ConsumerInfo:
-    """The worker consumer once nothing is pending or awaiting an ack (fire-and-forget acks land late)."""
+    """The worker consumer once it has been handed every message the stream stored and nothing is
+    pending or awaiting an ack (fire-and-forget acks land late, and a message published a moment ago
+    may not be counted as pending yet)."""
     deadline = time.monotonic() + within
     while True:
+        stored = (await js.stream_info(streams.job_stream(ref))).state.last_seq
         info = await js.consumer_info(streams.job_stream(ref), streams.worker_consumer(ref))
-        if (info.num_pending or 0) == 0 and (info.num_ack_pending or 0) == 0:
+        delivered = info.delivered.stream_seq if info.delivered is not None else 0
+        if (info.num_pending or 0) == 0 and (info.num_ack_pending or 0) == 0 and delivered >= stored:
             return info
         if time.monotonic() > deadline:
             return info

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import resource
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import pyvips
 
 from pixelmesh.api.messages import FailureReason
 from pixelmesh.api.pipeline import InputFormat, InputLimits, PipelineSpec
+from pixelmesh.gateway.probe import check_source
 from pixelmesh.worker.errors import PermanentError
-from pixelmesh.worker.pipeline import run_pipeline
+from pixelmesh.worker.pipeline import classify_libvips_error, run_pipeline
 from pixelmesh.worker.source import probe_source
 from tests import imagegen
 from tests.fixtures.images import BadInput, bad_input_corpus, corpus_limits, decode
@@ -43,6 +46,26 @@ def test_each_bad_input_fails_with_its_reason_and_the_next_good_job_succeeds(
 
     outputs = run_pipeline(spec, photo_jpeg)
     assert [(o.width, o.height) for o in outputs] == [(48, 36), (320, 240)]
+
+
+REFUSED_FROM_THE_HEADER = [
+    # truncated.jpg has a whole header: only decoding it fails, which the gateway does not do.
+    *(b for b in CORPUS if b.name != "truncated.jpg"),
+    BadInput(
+        "truncated.tiff",
+        imagegen.encode_as(imagegen.photo_jpeg(96, 64), ".tiff")[:200],
+        FailureReason.CORRUPT,
+    ),
+]
+
+
+@pytest.mark.parametrize("bad", REFUSED_FROM_THE_HEADER, ids=[b.name for b in REFUSED_FROM_THE_HEADER])
+def test_the_gateway_refuses_each_bad_input_with_the_reason_the_worker_gives(bad: BadInput):
+    with pytest.raises(PermanentError) as caught:
+        probe_source(bad.data, corpus_limits())
+    refusal = check_source(bad.data, corpus_limits())
+    assert refusal is not None
+    assert (caught.value.reason, refusal.code.value) == (bad.reason, bad.reason.value)
 
 
 def test_the_png_bomb_is_refused_from_its_header_without_allocating_its_pixels():
@@ -108,3 +131,28 @@ def test_pixels_of_every_frame_count_against_max_pixels():
 def test_a_source_exactly_at_the_limits_is_accepted(photo_jpeg: bytes):
     limits = InputLimits(max_bytes=len(photo_jpeg), max_pixels=320 * 240)
     assert len(run_pipeline(spec_with(limits), photo_jpeg)) == 2
+
+
+def test_concurrent_jobs_each_keep_their_own_failure_reason(photo_jpeg: bytes):
+    # libvips keeps one error buffer for all threads: the reason must not come from its text.
+    spec = spec_with(InputLimits())
+    sources = [imagegen.truncated_jpeg(), photo_jpeg] * 12
+
+    def reason(source: bytes) -> FailureReason | None:
+        try:
+            run_pipeline(spec, source)
+        except PermanentError as error:
+            return error.reason
+        return None
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        reasons = list(pool.map(reason, sources))
+    assert reasons == [FailureReason.CORRUPT, None] * 12
+
+
+def test_a_libvips_error_without_its_text_is_still_corrupt_when_the_source_does_not_decode():
+    error = pyvips.Error("unable to call thumbnail_buffer", "")
+    assert classify_libvips_error(error, None, corrupt_source=True).reason is FailureReason.CORRUPT
+    failed = classify_libvips_error(error, None, corrupt_source=False)
+    assert isinstance(failed, PermanentError)
+    assert failed.reason is FailureReason.PROCESSING_FAILED

@@ -138,8 +138,9 @@ def test_shared_pixel_steps_are_computed_once_for_several_variants(photo_jpeg: b
     spec = spec_of(
         {"steps": [{"grayscale": {}}], "variants": [{"name": "a"}, {"name": "b", "steps": [{"flip": {}}]}]}
     )
-    run_pipeline(spec, photo_jpeg, observe_step=lambda name, _seconds: seen.append(name))
-    assert seen.count("share") == 1
+    outputs = run_pipeline(spec, photo_jpeg, observe_step=lambda name, _seconds: seen.append(name))
+    assert (seen.count("grayscale"), seen.count("share")) == (1, 1)
+    assert [decode(o.data).bands for o in outputs] == [1, 1]
 
 
 def test_variants_that_need_the_full_image_share_one_decode(photo_jpeg: bytes):

@@ -6,8 +6,9 @@ import pytest
 
 from pixelmesh.api.messages import FailureReason
 from pixelmesh.api.pipeline import InputFormat, InputLimits
+from pixelmesh.imaging import sniff_signature
 from pixelmesh.worker.errors import PermanentError
-from pixelmesh.worker.source import probe_source, sniff_signature
+from pixelmesh.worker.source import probe_source
 from tests import imagegen
 
 pytestmark = pytest.mark.usefixtures("libvips")

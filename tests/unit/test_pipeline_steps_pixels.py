@@ -9,7 +9,9 @@ import pytest
 import pyvips
 
 from pixelmesh.api.messages import FailureReason
+from pixelmesh.api.pipeline import TextMark
 from pixelmesh.worker.errors import PermanentError
+from pixelmesh.worker.steps.watermark import rendered_text
 from tests import imagegen
 from tests.fixtures.images import apply_steps, close_to, pixel, processed
 
@@ -194,6 +196,14 @@ def test_watermark_text_is_drawn_in_its_colour_near_the_gravity(photo_jpeg: byte
     assert image.bands == 3
     assert green_fraction(image.extract_area(160, 160, 160, 80)) > 0.02
     assert green_fraction(image.extract_area(0, 0, 160, 120)) == 0.0
+
+
+def test_watermark_text_is_rendered_once_for_every_job_of_a_pipeline():
+    first = rendered_text(TextMark(text="PixelMesh", colour="#00ff00"))
+    again = rendered_text(TextMark(text="PixelMesh", colour="#00ff00"))
+    assert again is first
+    assert first.bands == 4
+    assert rendered_text(TextMark(text="PixelMesh", colour="#ff0000")) is not first
 
 
 def test_watermark_keeps_the_alpha_of_a_transparent_image(png_alpha: bytes):

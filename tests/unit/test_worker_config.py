@@ -57,6 +57,7 @@ def test_all_problems_are_reported_together() -> None:
     message = str(caught.value)
     assert "PIXELMESH_THREADS='many'" in message
     assert "PIXELMESH_PIPELINE_FILE is required" in message
+    assert "metrics_port must be 0-65535" in message
 
 
 def test_validation_names_each_bad_value() -> None:

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import pyvips
 
+from pixelmesh.imaging import FAIL_ON, SourceInfo
 from pixelmesh.worker.deadline import check_deadline, evaluate_within
-from pixelmesh.worker.source import FAIL_ON, SourceInfo, load_source
+from pixelmesh.worker.source import load_source
 
 UNBOUNDED = 10_000_000
 """libvips' largest coordinate: a thumbnail box side that never binds."""

@@ -2,9 +2,9 @@
 
 The overlay comes from the pipeline spec, not the job, but it is still decoded with the same care
 as a source: PNG or WebP only, 1 MiB and 4096x4096 at most, fail on decode errors. A decoded overlay
-is cached (it is the same for every job of a pipeline; libvips images are immutable, so threads
-share it safely). An overlay larger than the image minus its margins is scaled down to fit.
-Compositing onto an image without alpha returns an image without alpha.
+or a rendered text is cached (it is the same for every job of a pipeline; libvips images are
+immutable, so threads share it safely). An overlay larger than the image minus its margins is
+scaled down to fit. Compositing onto an image without alpha returns an image without alpha.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pyvips
 
 from pixelmesh.api.messages import FailureReason
 from pixelmesh.api.pipeline import TextMark, Watermark
+from pixelmesh.imaging import FAIL_ON, error_detail, find_loader
 from pixelmesh.worker.colour import parse_hex
 from pixelmesh.worker.errors import PermanentError
 from pixelmesh.worker.geometry import gravity_offset
-from pixelmesh.worker.libvips import error_detail, find_loader
 from pixelmesh.worker.steps.context import Context
 from pixelmesh.worker.steps.step import StepDef
 
@@ -70,7 +70,7 @@ def decoded_overlay(encoded: str) -> pyvips.Image:
     if loader not in _OVERLAY_LOADERS:
         raise _bad_overlay("is not a PNG or WebP image")
     try:
-        overlay = pyvips.Operation.call(loader, data, fail_on="error")
+        overlay = pyvips.Operation.call(loader, data, fail_on=FAIL_ON)
         assert isinstance(overlay, pyvips.Image)
         if overlay.width > MAX_OVERLAY_SIDE or overlay.height > MAX_OVERLAY_SIDE:
             raise _bad_overlay(f"is {overlay.width}x{overlay.height}, larger than {MAX_OVERLAY_SIDE} a side")
@@ -84,8 +84,9 @@ def decoded_overlay(encoded: str) -> pyvips.Image:
     return result
 
 
+@functools.lru_cache(maxsize=32)
 def rendered_text(mark: TextMark) -> pyvips.Image:
-    """The text as an 8-bit sRGB RGBA image in its colour (coverage becomes alpha)."""
+    """The text as an 8-bit sRGB RGBA image in its colour (coverage becomes alpha), in memory."""
     colour = parse_hex(mark.colour)
     try:
         coverage = pyvips.Image.text(mark.text, font=mark.font)
@@ -95,7 +96,9 @@ def rendered_text(mark: TextMark) -> pyvips.Image:
         ) from error
     rgb = (coverage.new_from_image([colour.red, colour.green, colour.blue])).copy(interpretation="srgb")
     alpha = (coverage * (colour.alpha / 255.0)).cast("uchar")
-    return rgb.cast("uchar").bandjoin(alpha)
+    result = rgb.cast("uchar").bandjoin(alpha).copy_memory()
+    assert isinstance(result, pyvips.Image)
+    return result
 
 
 def _bad_overlay(problem: str) -> PermanentError:
