@@ -11,10 +11,12 @@ STAMP := $(VENV)/.installed
 venv: $(STAMP)
 
 # requirements.lock pins the runtime closure the image installs; the dev venv is held to it.
+# pip runs as its console script: `python -m` puts this folder first on sys.path, where the
+# stdlib's `operator` must not meet our `operator/` folder before the venv is set up.
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
 demo: $(STAMP)
