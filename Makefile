@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck k8s-binaries tools generate venv clean
+.PHONY: demo test lint typecheck k8s-binaries tools generate bench bench-quick venv clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,14 @@ generate: $(STAMP)
 
 test: lint typecheck k8s-binaries tools
 	$(VENV)/bin/pytest
+
+# Throughput, CPU and memory side by side: raw libvips, the PixelMesh worker and gateway, Pillow and
+# thumbor (in its own venv under ~/.cache/pixelmesh/bench). Results in bench/results/latest.json.
+bench: $(STAMP)
+	$(PY) -m bench
+
+bench-quick: $(STAMP)
+	$(PY) -m bench --quick
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
