@@ -205,7 +205,10 @@ def plan_launch(
     env = {k: _rewrite(v, mounts, ports, pod_dir) for k, v in resolve_env(pod, container, lookup).items()}
     env.setdefault("TMPDIR", str(pod_dir / "tmp"))
     directories.append(Path("tmp"))
-    argv = [_rewrite(a, mounts, ports, pod_dir) for a in argv_for(container)]
+    # The executable is a host path chosen by `argv_for`; only the container's arguments hold
+    # container paths (a host path under a mount point, e.g. /tmp, must stay as it is).
+    executable, *arguments = argv_for(container)
+    argv = [executable, *(_rewrite(a, mounts, ports, pod_dir) for a in arguments)]
 
     readiness = None
     probe = container.get("readinessProbe", {}).get("httpGet")

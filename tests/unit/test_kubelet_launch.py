@@ -101,3 +101,25 @@ def test_pixelmesh_entry_point_maps_to_this_environment(tmp_path: Path) -> None:
     launch = plan_launch(pod({"args": ["worker"]}), lookup, tmp_path, lambda: 1)
     assert Path(launch.argv[0]).name in {"pixelmesh", "python", "python3"}
     assert launch.argv[-1] == "worker"
+
+
+def test_host_executable_under_a_mount_point_is_not_rewritten(tmp_path: Path) -> None:
+    """A checkout under /tmp runs its venv's `pixelmesh` even when the Pod mounts /tmp."""
+    container = {
+        "args": ["worker", "--scratch", "/tmp/work"],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    volumes = [{"name": "tmp", "emptyDir": {}}]
+    launch = plan_launch(
+        pod(container, volumes),
+        lookup,
+        tmp_path,
+        lambda: 1,
+        argv_for=lambda c: ["/tmp/venv/bin/pixelmesh", *c["args"]],
+    )
+    assert launch.argv == [
+        "/tmp/venv/bin/pixelmesh",
+        "worker",
+        "--scratch",
+        str(tmp_path / "volumes/tmp/work"),
+    ]
