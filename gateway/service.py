@@ -65,6 +65,7 @@ from pixelmesh.gateway.views import (
     view_of_dead_letter,
     view_of_result,
 )
+from pixelmesh.records import CompletionLookup
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class JobService:
         self.regions = regions
         self.metrics = metrics
         self._rng = rng or random.Random()
+        self._lookups: dict[str, CompletionLookup] = {}
         self.routing: BackgroundValues[PipelineRef, RoutingEntry | None] = BackgroundValues(
             load=self._load_routing,
             initial=lambda _ref: None,
@@ -178,7 +180,7 @@ class JobService:
         links = self.regions.home_first()
         if not links:
             raise ConnectionError("no region is reachable")
-        kv = await links[0].kv(streams.ROUTING_BUCKET)
+        kv = await links[0].kv(streams.routing_bucket(links[0].name))
         try:
             entry = await kv.get(streams.routing_key(ref))
         except KeyNotFoundError:
@@ -197,7 +199,7 @@ class JobService:
     async def _load_backlog(self, key: tuple[str, PipelineRef]) -> int:
         region_name, ref = key
         link = self.regions.get(region_name)
-        info = await link.js.consumer_info(streams.job_stream(ref), streams.worker_consumer(ref))
+        info = await link.js.consumer_info(streams.job_stream(ref, region_name), streams.worker_consumer(ref))
         backlog = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
         self.metrics.backlog.labels(str(ref), region_name).set(backlog)
         return backlog
@@ -208,7 +210,7 @@ class JobService:
         """Keep `data` in the region's source store under its sha256 (once); the key."""
         key = hashlib.sha256(data).hexdigest()
         try:
-            store = await region.store(streams.SOURCES_BUCKET)
+            store = await region.store(streams.sources_bucket(region.name))
             try:
                 await store.get_info(key)
             except ObjectNotFoundError:
@@ -221,7 +223,7 @@ class JobService:
     async def source_size(self, region: RegionLink, key: str) -> int | None:
         """The stored source's size, or None when the region does not hold it."""
         try:
-            store = await region.store(streams.SOURCES_BUCKET)
+            store = await region.store(streams.sources_bucket(region.name))
             info = await store.get_info(key)
         except ObjectNotFoundError:
             return None
@@ -289,7 +291,7 @@ class JobService:
         payload = job.model_dump_json(by_alias=True, exclude_none=True).encode()
         try:
             ack = await region.js.publish(
-                streams.job_subject(job.pipeline), payload, headers={"Nats-Msg-Id": job.job_id}
+                streams.job_subject(job.pipeline, region.name), payload, headers={"Nats-Msg-Id": job.job_id}
             )
         except NoStreamResponseError as error:
             raise _unavailable(
@@ -317,7 +319,7 @@ class JobService:
             return True
         self.metrics.jobs_accepted.labels(*labels).inc()
         try:
-            accepted = await region.kv(streams.ACCEPTED_BUCKET)
+            accepted = await region.kv(streams.accepted_bucket(region.name))
             await accepted.put(job.job_id, payload)
         except (NatsError, APIError, OSError) as error:
             # The job is durable and will run; only its "pending" status is lost until it finishes.
@@ -358,7 +360,11 @@ class JobService:
         return None
 
     async def _completion(self, region: RegionLink, job_id: str) -> JobResult | None:
-        raw = await self._kv_get(region, streams.COMPLETIONS_BUCKET, job_id)
+        lookup = self._lookups.setdefault(region.name, CompletionLookup(region.name))
+        try:
+            raw = await lookup.find(region.js, job_id)
+        except (NatsError, APIError, OSError) as error:
+            raise _unavailable(region, "read the completion records", error) from error
         return JobResult.model_validate_json(raw) if raw is not None else None
 
     async def _kv_get(self, region: RegionLink, bucket: str, key: str) -> bytes | None:
@@ -386,7 +392,7 @@ class JobService:
         for link in links:
             if (result := await self._completion(link, job_id)) is not None:
                 return JobRecord(view=view_of_result(result, link.name), region=link, result=result)
-            letter = await self._kv_get(link, streams.DEAD_LETTERS_BUCKET, job_id)
+            letter = await self._kv_get(link, streams.dead_letters_bucket(link.name), job_id)
             failed = (
                 view_of_dead_letter(DeadLetter.model_validate_json(letter), link.name) if letter else None
             )
@@ -394,7 +400,7 @@ class JobService:
                 return JobRecord(view=failed, region=link)
             if (
                 pending is None
-                and (raw := await self._kv_get(link, streams.ACCEPTED_BUCKET, job_id)) is not None
+                and (raw := await self._kv_get(link, streams.accepted_bucket(link.name), job_id)) is not None
             ):
                 pending = JobRecord(
                     view=view_of_accepted(JobMessage.model_validate_json(raw), link.name), region=link
@@ -454,7 +460,7 @@ class JobService:
         """The stored output for (source, variant, format): from the store if present, else rendered now."""
         route = self.route(entry)
         region = route.region
-        bucket = streams.outputs_bucket(entry.ref)
+        bucket = streams.outputs_bucket(entry.ref, region.name)
         key = streams.output_key(entry.ref, route.generation, source_key, variant, CONCRETE_EXTENSIONS[fmt])
         stored = await self._stored_object(region, bucket, key, fmt)
         if stored is not None:
@@ -538,7 +544,7 @@ def _output_of(result: JobResult, variant: str, missing: ProblemCode) -> OutputR
 def _stored(region: RegionLink, ref: PipelineRef, output: OutputRef) -> StoredObject:
     return StoredObject(
         region=region,
-        bucket=streams.outputs_bucket(ref),
+        bucket=output.bucket or streams.outputs_bucket(ref, region.name),
         key=output.key,
         sha256=output.sha256,
         content_type=output.content_type,

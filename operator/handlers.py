@@ -142,12 +142,12 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
         post_events(body, events)
 
     @kopf.daemon(group, version, names.POOL_PLURAL, id="probe", registry=registry, cancellation_timeout=5.0)
-    async def pool_prober(name: str, body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    async def pool_prober(name: str, body: kopf.Body, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
         while not stopped:
-            interval = await probe_pool(name, body)
+            interval = await probe_pool(name, body, kwargs[POOL_INDEX])
             await stopped.wait(interval)
 
-    async def probe_pool(name: str, body: kopf.Body) -> float:
+    async def probe_pool(name: str, body: kopf.Body, region_pools: kopf.Index[str, dict[str, Any]]) -> float:
         spec: Mapping[str, Any] = dict(body.spec)
         try:
             interval = duration_seconds(RegionPoolSpec.model_validate(spec).failover.probe_interval)
@@ -155,7 +155,11 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
             logger.warning("RegionPool %s has an invalid spec; it is not probed.", name)
             return context.settings.resync_seconds
         outcome = await context.reconciler.probe_pool(
-            name, int(body.metadata.get("generation", 1)), spec, dict(body.status)
+            name,
+            int(body.metadata.get("generation", 1)),
+            spec,
+            dict(body.status),
+            pools_from_index(region_pools),
         )
         if outcome.patch:
             await context.kube.patch(POOL, None, name, {"status": outcome.patch}, subresource="status")

@@ -77,6 +77,8 @@ class PipelineStreamSettings:
     outputs_max_bytes: int = -1
     placement_cluster: str | None = None
     """The NATS cluster (region) that holds the streams; None: where the request lands."""
+    region: str = "local"
+    """The region whose jobs the stream holds (its name is part of every resource's name)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -116,6 +118,13 @@ class RegionBucketSettings:
     worker_stats_ttl_seconds: float = 60.0
     """Worker heartbeats vanish when a worker stops sending them."""
     placement_cluster: str | None = None
+    region: str = "local"
+    peers: tuple[str, ...] = ()
+    """The other regions: their completion records are replicated into this one."""
+    backed_up: tuple[str, ...] = ()
+    """Regions this one is the backup of: their sources are replicated into this one."""
+    routing_origin: str | None = None
+    """The region the routing table is written in; any other region holds a mirror of it."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.replicas <= 5:
@@ -164,8 +173,10 @@ class ConsumerSpec:
     max_ack_pending: int
     max_waiting: int
     description: str = ""
+    start_sequence: int = 0
+    """The first stream sequence delivered (0: from the first message held)."""
 
-    IMMUTABLE = ("stream", "durable")
+    IMMUTABLE = ("stream", "durable", "start_sequence")
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +211,29 @@ class ObjectStoreSpec:
     IMMUTABLE = ("bucket", "storage")
 
 
-ResourceSpec = StreamSpec | ConsumerSpec | KeyValueSpec | ObjectStoreSpec
+@dataclass(frozen=True, slots=True)
+class MirrorSpec:
+    """A read-only copy of a stream held in another region (the server keeps it up to date)."""
+
+    name: str
+    origin: str
+    """The stream copied; a mirror keeps its subjects unless `subject_transform` renames them."""
+    storage: Storage
+    replicas: int
+    max_age_seconds: float
+    placement_cluster: str | None = None
+    subject_transform: tuple[str, str] | None = None
+    """(source, destination): makes a KV bucket's mirror readable as a bucket of its own name."""
+    direct: bool = False
+    """Answers direct gets (the KV client reads through them)."""
+    history: int = -1
+    """Messages kept per subject (-1: unlimited); 1 for a KV bucket's mirror."""
+    description: str = ""
+
+    IMMUTABLE = ("name", "origin", "storage", "subject_transform")
+
+
+ResourceSpec = StreamSpec | ConsumerSpec | KeyValueSpec | ObjectStoreSpec | MirrorSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +251,7 @@ class RegionBuckets:
 
     key_values: tuple[KeyValueSpec, ...]
     object_stores: tuple[ObjectStoreSpec, ...]
+    mirrors: tuple[MirrorSpec, ...] = ()
 
 
 class ChangeKind(StrEnum):
@@ -237,8 +271,8 @@ class Change:
 def build_job_stream(ref: PipelineRef, settings: PipelineStreamSettings) -> StreamSpec:
     """The pipeline's work-queue job stream: each job is held until one worker acks or terms it."""
     return StreamSpec(
-        name=streams.job_stream(ref),
-        subjects=(streams.job_subject(ref),),
+        name=streams.job_stream(ref, settings.region),
+        subjects=(streams.job_subject(ref, settings.region),),
         retention=Retention.WORK_QUEUE,
         storage=settings.storage,
         replicas=settings.replicas,
@@ -256,9 +290,9 @@ def build_job_stream(ref: PipelineRef, settings: PipelineStreamSettings) -> Stre
 def build_worker_consumer(ref: PipelineRef, settings: PipelineStreamSettings) -> ConsumerSpec:
     """The durable pull consumer every worker of the pipeline fetches from."""
     return ConsumerSpec(
-        stream=streams.job_stream(ref),
+        stream=streams.job_stream(ref, settings.region),
         durable=streams.worker_consumer(ref),
-        filter_subject=streams.job_subject(ref),
+        filter_subject=streams.job_subject(ref, settings.region),
         ack_wait_seconds=settings.ack_wait_seconds,
         max_deliver=settings.max_deliver,
         backoff_seconds=settings.backoff_seconds,
@@ -271,7 +305,7 @@ def build_worker_consumer(ref: PipelineRef, settings: PipelineStreamSettings) ->
 def build_outputs_store(ref: PipelineRef, settings: PipelineStreamSettings) -> ObjectStoreSpec:
     """The pipeline's outputs, keyed by `streams.output_key`."""
     return ObjectStoreSpec(
-        bucket=streams.outputs_bucket(ref),
+        bucket=streams.outputs_bucket(ref, settings.region),
         ttl_seconds=settings.outputs_max_age_seconds,
         replicas=settings.replicas,
         storage=settings.storage,
@@ -289,8 +323,45 @@ def build_pipeline_resources(ref: PipelineRef, settings: PipelineStreamSettings)
     )
 
 
+def build_job_mirror(ref: PipelineRef, origin: str, backup: PipelineStreamSettings) -> MirrorSpec:
+    """The copy of `origin`'s job stream in its backup region (`backup` holds the backup's settings).
+
+    It keeps what the origin's work queue drops once acknowledged, for as long as the origin would
+    have kept an unprocessed job: a drain after a failover starts from the origin's last known
+    acknowledgement floor and skips jobs whose completion record exists.
+    """
+    return MirrorSpec(
+        name=streams.job_mirror_stream(ref, origin),
+        origin=streams.job_stream(ref, origin),
+        storage=backup.storage,
+        replicas=backup.replicas,
+        max_age_seconds=backup.max_age_seconds,
+        placement_cluster=backup.placement_cluster,
+        description=f"Jobs of ImagePipeline {ref} accepted in region {origin}, mirrored for failover.",
+    )
+
+
+def build_drain_consumer(
+    ref: PipelineRef, origin: str, backup: PipelineStreamSettings, *, start_sequence: int = 0
+) -> ConsumerSpec:
+    """The consumer the backup region's workers drain `origin`'s mirrored jobs with."""
+    return ConsumerSpec(
+        stream=streams.job_mirror_stream(ref, origin),
+        durable=streams.drain_consumer(ref, origin),
+        filter_subject=streams.job_subject(ref, origin),
+        ack_wait_seconds=backup.ack_wait_seconds,
+        max_deliver=backup.max_deliver,
+        backoff_seconds=backup.backoff_seconds,
+        max_ack_pending=backup.max_ack_pending,
+        max_waiting=backup.max_waiting,
+        description=f"Drain of ImagePipeline {ref}'s jobs from failed region {origin}.",
+        start_sequence=start_sequence,
+    )
+
+
 def build_region_buckets(settings: RegionBucketSettings) -> RegionBuckets:
-    """The shared buckets named in `pixelmesh.api.streams`."""
+    """The shared buckets named in `pixelmesh.api.streams`, and the region's copies of its peers'."""
+    region = settings.region
 
     def kv(bucket: str, ttl: float, description: str) -> KeyValueSpec:
         return KeyValueSpec(
@@ -303,21 +374,75 @@ def build_region_buckets(settings: RegionBucketSettings) -> RegionBuckets:
             description=description,
         )
 
-    return RegionBuckets(
-        key_values=(
-            kv(streams.COMPLETIONS_BUCKET, settings.completions_ttl_seconds, "Completion records by job id."),
-            kv(
-                streams.DEAD_LETTERS_BUCKET,
-                settings.dead_letters_ttl_seconds,
-                "Dead-letter records by job id.",
-            ),
-            kv(streams.ACCEPTED_BUCKET, settings.accepted_ttl_seconds, "Accepted jobs by job id."),
-            kv(streams.ROUTING_BUCKET, 0.0, "The routing table: effective weights per pipeline and region."),
-            kv(streams.WORKER_STATS_BUCKET, settings.worker_stats_ttl_seconds, "Worker heartbeats."),
+    def replica(origin: str, ttl: float, description: str) -> MirrorSpec:
+        return MirrorSpec(
+            name=streams.replica_stream(origin, region),
+            origin=origin,
+            storage=settings.storage,
+            replicas=settings.replicas,
+            max_age_seconds=ttl,
+            placement_cluster=settings.placement_cluster,
+            description=description,
+        )
+
+    routing = streams.routing_bucket(region)
+    routing_here = settings.routing_origin in (None, region)
+    key_values = [
+        kv(
+            streams.completions_bucket(region),
+            settings.completions_ttl_seconds,
+            "Completion records by job id.",
         ),
+        kv(
+            streams.dead_letters_bucket(region),
+            settings.dead_letters_ttl_seconds,
+            "Dead-letter records by job id.",
+        ),
+        kv(streams.accepted_bucket(region), settings.accepted_ttl_seconds, "Accepted jobs by job id."),
+        kv(streams.worker_stats_bucket(region), settings.worker_stats_ttl_seconds, "Worker heartbeats."),
+    ]
+    if routing_here:
+        key_values.append(kv(routing, 0.0, "The routing table: effective weights per pipeline and region."))
+    mirrors = [
+        replica(
+            streams.kv_stream(streams.completions_bucket(peer)),
+            settings.completions_ttl_seconds,
+            f"Completion records of region {peer}.",
+        )
+        for peer in settings.peers
+        if peer != region
+    ] + [
+        replica(
+            streams.object_stream(streams.sources_bucket(origin)),
+            settings.sources_ttl_seconds,
+            f"Sources of region {origin}, for a drain after its failover.",
+        )
+        for origin in settings.backed_up
+        if origin != region
+    ]
+    if not routing_here:
+        assert settings.routing_origin is not None
+        origin_bucket = streams.routing_bucket(settings.routing_origin)
+        mirrors.append(
+            MirrorSpec(
+                name=streams.kv_stream(routing),
+                origin=streams.kv_stream(origin_bucket),
+                storage=settings.storage,
+                replicas=settings.replicas,
+                max_age_seconds=0.0,
+                placement_cluster=settings.placement_cluster,
+                subject_transform=(f"$KV.{origin_bucket}.>", f"$KV.{routing}.>"),
+                direct=True,
+                history=1,
+                description=f"The routing table, mirrored from region {settings.routing_origin}.",
+            )
+        )
+    return RegionBuckets(
+        key_values=tuple(key_values),
+        mirrors=tuple(mirrors),
         object_stores=(
             ObjectStoreSpec(
-                bucket=streams.SOURCES_BUCKET,
+                bucket=streams.sources_bucket(region),
                 ttl_seconds=settings.sources_ttl_seconds,
                 replicas=settings.replicas,
                 storage=settings.storage,

@@ -172,8 +172,11 @@ class LocalControlPlane:
 
     async def reconcile_once(self) -> dict[PipelineRef, PipelineOutcome]:
         """Probe every pool, then reconcile every pipeline once; the outcomes by pipeline."""
+        specs = self._pool_specs()
         for name, pool in self._pools.items():
-            pool_outcome = await self.reconciler.probe_pool(name, pool.generation, pool.spec, pool.status)
+            pool_outcome = await self.reconciler.probe_pool(
+                name, pool.generation, pool.spec, pool.status, specs
+            )
             pool.status = pool_outcome.status.to_wire()
             for note in pool_outcome.events:
                 logger.info("RegionPool %s: %s", name, note.message)

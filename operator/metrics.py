@@ -80,6 +80,18 @@ REGION_ROUND_TRIP = Gauge(
     ["region"],
     registry=REGISTRY,
 )
+EFFECTIVE_WEIGHT = Gauge(
+    PREFIX + "effective_weight_percent",
+    "Share of a pipeline's new jobs routed to a region, as written to the routing table.",
+    ["namespace", "pipeline", "region"],
+    registry=REGISTRY,
+)
+MIRROR_LAG = Gauge(
+    PREFIX + "mirror_lag_messages",
+    "Jobs accepted in a region and not yet copied to its backup's mirror (the RPO of regional durability).",
+    ["namespace", "pipeline", "region", "backup"],
+    registry=REGISTRY,
+)
 
 AUTOSCALER_PREFIX = "pixelmesh_autoscaler_"
 AUTOSCALER_DESIRED_REPLICAS = Gauge(
@@ -115,6 +127,11 @@ def record_region_phase(region: str, phase: RegionPhase) -> None:
         REGION_PHASE.labels(region=region, phase=candidate.value).set(1.0 if candidate == phase else 0.0)
 
 
+def record_weights(namespace: str, pipeline: str, weights: dict[str, int]) -> None:
+    for region, weight in weights.items():
+        EFFECTIVE_WEIGHT.labels(namespace=namespace, pipeline=pipeline, region=region).set(weight)
+
+
 def record_workers(
     namespace: str, pipeline: str, region: str, *, desired: int, ready: int, backlog: int | None
 ) -> None:
@@ -126,7 +143,7 @@ def record_workers(
 
 def forget_pipeline(namespace: str, pipeline: str, regions: list[str]) -> None:
     for region in regions:
-        for gauge in (DESIRED_REPLICAS, READY_REPLICAS, BACKLOG):
+        for gauge in (DESIRED_REPLICAS, READY_REPLICAS, BACKLOG, EFFECTIVE_WEIGHT):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, pipeline, region)
         forget_autoscaled(namespace, pipeline, region)

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
@@ -34,11 +34,15 @@ from pydantic import ValidationError
 from pixelmesh.api.messages import PipelineRef
 from pixelmesh.api.resources import (
     DeletionPolicy,
+    Durability,
     ImagePipelineSpec,
     ImagePipelineStatus,
+    RegionPhase,
     RegionPoolSpec,
     RegionPoolStatus,
 )
+from pixelmesh.api.routing import RegionWeight as RoutingWeight
+from pixelmesh.api.routing import RoutingEntry
 from pixelmesh.operator import metrics
 from pixelmesh.operator.builders.pipeline_file import (
     pipeline_generation,
@@ -47,6 +51,7 @@ from pixelmesh.operator.builders.pipeline_file import (
 )
 from pixelmesh.operator.builders.streams import pipeline_stream_settings, region_bucket_settings
 from pixelmesh.operator.errors import JetStreamRefusedError, RegionUnreachableError
+from pixelmesh.operator.federation.traffic import TrafficPlan, plan_weights, shift_policy
 from pixelmesh.operator.jetstream import PipelineStreamSettings, RegionBucketSettings
 from pixelmesh.operator.placement import DefaultRegion, resolve_placements
 from pixelmesh.operator.runtime import WorkerObservation, WorkerRuntime
@@ -67,7 +72,7 @@ from pixelmesh.operator.status import (
     status_patch,
     utc_now,
 )
-from pixelmesh.operator.target import RegionPlacement, WorkerDefaults, WorkerTarget
+from pixelmesh.operator.target import RegionPlacement, Topology, WorkerDefaults, WorkerTarget
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +93,17 @@ class JetStreamPort(Protocol):
         self, placement: RegionPlacement, ref: PipelineRef, settings: PipelineStreamSettings
     ) -> dict[str, str]: ...
 
+    async def ensure_job_mirror(
+        self, backup: RegionPlacement, ref: PipelineRef, origin: str, settings: PipelineStreamSettings
+    ) -> dict[str, str]: ...
+
     async def backlog(self, placement: RegionPlacement, ref: PipelineRef) -> int | None: ...
 
     async def delete_pipeline(self, placement: RegionPlacement, ref: PipelineRef) -> None: ...
 
     async def probe(self, placement: RegionPlacement) -> ProbeResult: ...
+
+    async def publish_routing(self, home: RegionPlacement, entry: RoutingEntry) -> None: ...
 
 
 class UnsupportedPlacementError(RuntimeError):
@@ -184,6 +195,17 @@ def describe_validation_error(error: ValidationError) -> str:
     return "The spec is invalid: " + "; ".join(problems)
 
 
+def backup_placement(
+    region: str, topology: Topology, pools: Mapping[str, RegionPoolSpec]
+) -> RegionPlacement | None:
+    """Where `region`'s jobs are mirrored: its backup's pool, if the backup names one that exists."""
+    backup = topology.backup_of(region)
+    for name, pool in sorted(pools.items()):
+        if backup is not None and pool.region == backup:
+            return RegionPlacement.from_pool(name, pool, 0)
+    return None
+
+
 # --- the core ----------------------------------------------------------------------------------------
 
 
@@ -197,6 +219,11 @@ class Reconciler:
     worker_defaults: WorkerDefaults = field(default_factory=WorkerDefaults)
     replicas: ReplicaPolicy = field(default_factory=MinimumReplicas)
     _ready_workers: dict[str, dict[PipelineRef, int]] = field(default_factory=dict, init=False)
+    _region_phases: dict[str, str] = field(default_factory=dict, init=False)
+    """The phase of each region as its last probe left it (in memory: one operator per hub)."""
+    _plans: dict[PipelineRef, TrafficPlan] = field(default_factory=dict, init=False)
+    _published: dict[PipelineRef, tuple[int, int]] = field(default_factory=dict, init=False)
+    """(plan generation, pipeline generation) last written to the routing table."""
 
     def active_workers(self, region: str) -> int:
         """Ready workers of every pipeline in `region`, as last reconciled."""
@@ -246,6 +273,7 @@ class Reconciler:
     ) -> PipelineFindings:
         ref = obj.ref
         placements = resolve_placements(spec, pools, self.default_region)
+        topology = Topology.from_pools(self.default_region.region, pools)
         # Settings are validated for every region before anything is touched.
         settings = {p.region: pipeline_stream_settings(spec, p) for p in placements.regions}
         pipeline = spec.pipeline()
@@ -270,19 +298,22 @@ class Reconciler:
                 self._reconcile_region(
                     WorkerTarget(ref, obj.uid, spec, revision, placement, self.worker_defaults),
                     settings[placement.region],
+                    topology,
+                    backup_placement(placement.region, topology, pools),
                 )
                 for placement in placements.regions
             )
         )
         for _, region_events in results:
             events.extend(region_events)
+        reports = await self._route(ref, spec, generation, [report for report, _ in results], events)
         kept_regions = {p.region for p in placements.regions}
         events += await self._remove_other_regions(
             ref, spec, pools, kept_regions, set(placements.missing_pools)
         )
         return PipelineFindings(
             generation=obj.generation,
-            regions=tuple(report for report, _ in results),
+            regions=tuple(reports),
             placement_problems=tuple(problems),
             pipeline_hash=pipeline_spec_hash(pipeline),
             pipeline_generation=generation,
@@ -290,13 +321,24 @@ class Reconciler:
         )
 
     async def _reconcile_region(
-        self, target: WorkerTarget, settings: PipelineStreamSettings
+        self,
+        target: WorkerTarget,
+        settings: PipelineStreamSettings,
+        topology: Topology,
+        backup: RegionPlacement | None,
     ) -> tuple[RegionReport, list[EventNote]]:
         placement, ref, events = target.placement, target.ref, []
         stream_problem: Finding | None = None
         try:
-            changes = await self.jetstream.ensure_region(placement, region_bucket_settings(placement))
+            changes = await self.jetstream.ensure_region(
+                placement, region_bucket_settings(placement, topology)
+            )
             changes |= await self.jetstream.ensure_pipeline(placement, ref, settings)
+            if backup is not None and target.spec.durability is Durability.REGIONAL:
+                backup_settings = pipeline_stream_settings(target.spec, backup)
+                changes |= await self.jetstream.ensure_job_mirror(
+                    backup, ref, placement.region, backup_settings
+                )
             for resource, change in changes.items():
                 metrics.JETSTREAM_CHANGES.labels(region=placement.region, change=change).inc()
                 verb = "Created" if change == "create" else "Updated"
@@ -359,6 +401,46 @@ class Reconciler:
             ),
             events,
         )
+
+    async def _route(
+        self,
+        ref: PipelineRef,
+        spec: ImagePipelineSpec,
+        pipeline_generation: int,
+        reports: list[RegionReport],
+        events: list[EventNote],
+    ) -> list[RegionReport]:
+        """Plan the effective weights, write them to the routing table, and report them per region.
+
+        A region is routable unless its last probe left it `Failed`; a region not probed yet is
+        given the benefit of the doubt (the operator just started, or the pool is new).
+        """
+        routable = {r.region: self._region_phases.get(r.region) != RegionPhase.FAILED for r in reports}
+        plan = plan_weights(
+            {r.region: r.weight for r in reports},
+            routable,
+            guards={},
+            policy=shift_policy(spec),
+            previous=self._plans.get(ref),
+            now=time.monotonic(),
+        )
+        self._plans[ref] = plan
+        events += [EventNote("Normal", plan.reason, message) for message in plan.events]
+        version = (plan.generation, pipeline_generation)
+        if self._published.get(ref) != version:
+            entry = RoutingEntry(
+                pipeline=ref,
+                generation=plan.generation,
+                pipeline_generation=pipeline_generation,
+                regions=[RoutingWeight(region=r, weight=w) for r, w in sorted(plan.weights.items())],
+            )
+            try:
+                await self.jetstream.publish_routing(self.default_region.placement(), entry)
+                self._published[ref] = version
+                metrics.record_weights(ref.namespace, ref.name, plan.weights)
+            except Exception as error:  # retried on the next pass; gateways keep the last table
+                logger.warning("Writing the routing table of ImagePipeline %s failed: %r", ref, error)
+        return [replace(r, weight=plan.weights.get(r.region, 0)) for r in reports]
 
     async def _remove_other_regions(
         self,
@@ -471,17 +553,26 @@ class Reconciler:
     # --- pools --------------------------------------------------------------------------------------
 
     async def probe_pool(
-        self, name: str, generation: int, spec: Mapping[str, Any], status: Mapping[str, Any]
+        self,
+        name: str,
+        generation: int,
+        spec: Mapping[str, Any],
+        status: Mapping[str, Any],
+        pools: Mapping[str, RegionPoolSpec] | None = None,
     ) -> PoolOutcome:
-        """Probe a RegionPool's NATS; make sure its shared buckets exist while it answers."""
+        """Probe a RegionPool's NATS; make sure its shared buckets exist while it answers.
+
+        `pools` (every RegionPool, by name) tell which replicas of other regions it should hold.
+        """
         previous = parse_pool_status(status)
         pool = RegionPoolSpec.model_validate(spec)
+        topology = Topology.from_pools(self.default_region.region, {**(pools or {}), name: pool})
         placement = RegionPlacement.from_pool(name, pool, pool.weight)
         probe = await self.jetstream.probe(placement)
         events: list[EventNote] = []
         if probe.ok:
             try:
-                await self.jetstream.ensure_region(placement, region_bucket_settings(placement))
+                await self.jetstream.ensure_region(placement, region_bucket_settings(placement, topology))
             except (RegionUnreachableError, JetStreamRefusedError) as error:
                 probe = ProbeResult(
                     nats_reachable=True,
@@ -505,6 +596,7 @@ class Reconciler:
             )
             events.append(EventNote(kind, f"Region{new.phase}", message))
         metrics.record_region_phase(pool.region, new.phase)
+        self._region_phases[pool.region] = new.phase
         if probe.round_trip_seconds is not None:
             metrics.REGION_ROUND_TRIP.labels(region=pool.region).set(probe.round_trip_seconds)
         metrics.RECONCILES.labels(kind="RegionPool", result="success" if probe.ok else "error").inc()

@@ -7,6 +7,7 @@ these, never kopf bodies, so the same code serves the Kubernetes and the process
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pixelmesh.api.messages import PipelineRef, PipelineRevision
@@ -52,6 +53,43 @@ class RegionPlacement:
             nats_monitoring_endpoint=pool.nats.monitoring_endpoint,
             nats_account=pool.nats.account,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """The regions the operator knows and who backs up whom: what replication between regions needs.
+
+    `home` is the operator's own region, where it writes the routing table that every other region
+    mirrors.
+    """
+
+    home: str
+    regions: tuple[str, ...]
+    backups: tuple[tuple[str, str], ...] = ()
+    """(region, its backup region) pairs."""
+
+    @classmethod
+    def single(cls, region: str) -> Topology:
+        return cls(home=region, regions=(region,))
+
+    @classmethod
+    def from_pools(cls, home: str, pools: Mapping[str, RegionPoolSpec]) -> Topology:
+        regions = tuple(sorted({pool.region for pool in pools.values()}))
+        backups = tuple(
+            sorted(
+                (pool.region, pool.failover.backup_region)
+                for pool in pools.values()
+                if pool.failover.backup_region and pool.failover.backup_region != pool.region
+            )
+        )
+        return cls(home=home, regions=regions, backups=backups)
+
+    def backup_of(self, region: str) -> str | None:
+        return next((backup for origin, backup in self.backups if origin == region), None)
+
+    def backed_up_by(self, region: str) -> tuple[str, ...]:
+        """The regions whose backup `region` is."""
+        return tuple(origin for origin, backup in self.backups if backup == region)
 
 
 DEFAULT_WORKER_IMAGE = "ghcr.io/pixelmesh/pixelmesh:0.1.0"

@@ -69,6 +69,11 @@ class WorkerConfig:
     """A NATS `.creds` file (JWT + nkey), when the cluster requires one."""
     region: str = "local"
     """The region this worker serves; stamped on results and metrics."""
+    job_stream: str = ""
+    """The stream to take jobs from; empty: the pipeline's job stream in `region`. Set for a drain
+    of a failed region's jobs (its mirror here, or its cross-region stream)."""
+    job_consumer: str = ""
+    """The durable consumer on `job_stream`; empty: the workers' consumer."""
     worker_name: str = field(default_factory=_default_worker_name)
     """Names this worker in results, logs and the NATS connection (the pod name in Kubernetes)."""
     threads: int = 0
@@ -76,7 +81,7 @@ class WorkerConfig:
     concurrency: int = 0
     """Jobs in flight (fetched, loading, processing or storing); 0: twice `threads`."""
     vips_concurrency: int = 0
-    """libvips' own threads per image; 0: libvips' default (VIPS_CONCURRENCY, else one per core)."""
+    """libvips' own threads per image; 0: automatic (`effective_vips_concurrency`)."""
     fetch_batch: int = 0
     """Most jobs one fetch asks for; 0: `concurrency`."""
     fetch_timeout_seconds: float = 5.0
@@ -153,6 +158,20 @@ class WorkerConfig:
     def effective_concurrency(self) -> int:
         """Enough jobs in flight that one is decoding while another loads or stores."""
         return max(self.concurrency or 2 * self.effective_threads, self.effective_threads)
+
+    @property
+    def effective_vips_concurrency(self) -> int | None:
+        """libvips' threads per image; None leaves libvips' default (VIPS_CONCURRENCY, else one per core).
+
+        Automatic: one when the worker's own threads already cover the CPUs. Jobs side by side
+        then keep every core busy, and more threads per image only contend: web-set on 2 cores ran
+        4.40 images/s with one libvips thread per image against 3.74 with two (docs/benchmarks.md).
+        """
+        if self.vips_concurrency:
+            return self.vips_concurrency
+        if os.environ.get("VIPS_CONCURRENCY"):
+            return None
+        return 1 if self.effective_threads >= available_cpus() else None
 
     @property
     def effective_fetch_batch(self) -> int:

@@ -39,7 +39,6 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.errors import ObjectNotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 from pydantic import ValidationError
@@ -54,6 +53,8 @@ from pixelmesh.api.messages import (
     PipelineRevision,
 )
 from pixelmesh.api.pipeline import OutputType, PipelineSpec
+from pixelmesh.objectstore import ObjectNotFoundError, read_object
+from pixelmesh.records import CompletionLookup
 from pixelmesh.worker.config import WorkerConfig
 from pixelmesh.worker.errors import PermanentError, RetryableError
 from pixelmesh.worker.metrics import WorkerMetrics
@@ -133,6 +134,7 @@ class JobConsumer:
         self._advisories: Subscription | None = None
         self._sources: ObjectStore | None = None
         self._outputs: ObjectStore | None = None
+        self._outputs_bucket = streams.outputs_bucket(self._ref, config.region)
         self._recorder: OutcomeRecorder | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._limits = ConsumerLimits(ack_wait_seconds=30.0, max_deliver=-1)
@@ -163,14 +165,16 @@ class JobConsumer:
 
     async def bind(self) -> None:
         """Wait until the consumer and buckets exist (the operator creates them), then bind to them."""
-        stream, durable = streams.job_stream(self._ref), streams.worker_consumer(self._ref)
+        region = self._config.region
+        stream = self._config.job_stream or streams.job_stream(self._ref, region)
+        durable = self._config.job_consumer or streams.worker_consumer(self._ref)
         while not self._stopping.is_set():
             try:
                 info = await self._js.consumer_info(stream, durable)
-                sources = await self._js.object_store(streams.SOURCES_BUCKET)
-                outputs = await self._js.object_store(streams.outputs_bucket(self._ref))
-                completions = await self._js.key_value(streams.COMPLETIONS_BUCKET)
-                dead_letters = await self._js.key_value(streams.DEAD_LETTERS_BUCKET)
+                sources = await self._js.object_store(streams.sources_bucket(region))
+                outputs = await self._js.object_store(streams.outputs_bucket(self._ref, region))
+                completions = await self._js.key_value(streams.completions_bucket(region))
+                dead_letters = await self._js.key_value(streams.dead_letters_bucket(region))
             except Exception as exc:  # not provisioned yet, JetStream unavailable, disconnected
                 logger.warning(
                     "Pipeline %s is not provisioned or NATS is unreachable (%s); retrying in %ss.",
@@ -193,11 +197,12 @@ class JobConsumer:
             completions=completions,
             dead_letters=dead_letters,
             metrics=self._metrics,
-            region=self._config.region,
+            region=region,
             worker=self._config.worker_name,
+            lookup=CompletionLookup(region),
         )
         try:
-            self._stats_bucket = await self._js.key_value(streams.WORKER_STATS_BUCKET)
+            self._stats_bucket = await self._js.key_value(streams.worker_stats_bucket(region))
         except Exception as exc:  # reports only feed the autoscaler: the worker serves without them
             logger.warning(
                 "The worker-stats bucket is not available (%s); no service-rate reports.", describe(exc)
@@ -513,16 +518,24 @@ class JobConsumer:
         return time.monotonic() + budget
 
     async def _load_source(self, job: JobMessage) -> bytes:
+        """The job's source bytes (`pixelmesh.objectstore.read_object`: nats-py's `get` stalls on
+        flow control); a missing source fails the job, anything else (timeout, corrupt) retries it."""
         assert self._sources is not None
+        bucket = streams.sources_bucket(self._config.region)
         try:
-            found = await asyncio.wait_for(self._sources.get(job.source_key), self._config.io_timeout_seconds)
+            data = await read_object(
+                self._js,
+                stream=streams.object_stream(bucket),
+                bucket=bucket,
+                name=job.source_key,
+                timeout=self._config.io_timeout_seconds,
+            )
         except ObjectNotFoundError as exc:
             raise PermanentError(
                 FailureReason.SOURCE_MISSING, f"source {job.source_key} is not in the source store"
             ) from exc
         except Exception as exc:
             raise RetryableError(f"cannot load source {job.source_key}: {describe(exc)}") from exc
-        data = found.data or b""
         self._metrics.bytes_in.inc(len(data))
         return data
 
@@ -556,6 +569,7 @@ class JobConsumer:
                 key=streams.output_key(
                     self._ref, self._revision.generation, job.source_key, out.variant, out.extension
                 ),
+                bucket=self._outputs_bucket,
                 format=out.format,
                 content_type=out.content_type,
                 width=out.width,

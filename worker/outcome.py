@@ -30,7 +30,6 @@ from enum import StrEnum
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from pixelmesh.api import streams
@@ -43,6 +42,7 @@ from pixelmesh.api.messages import (
     JobStatus,
     PipelineRevision,
 )
+from pixelmesh.records import CompletionLookup
 from pixelmesh.worker.errors import PermanentError, RetryableError
 from pixelmesh.worker.metrics import Outcome, WorkerMetrics
 
@@ -143,7 +143,9 @@ class OutcomeRecorder:
         metrics: WorkerMetrics,
         region: str,
         worker: str,
+        lookup: CompletionLookup,
     ) -> None:
+        self._lookup = lookup
         self._nc = nc
         self._revision = revision
         self._ref = revision.ref
@@ -217,12 +219,8 @@ class OutcomeRecorder:
         self._metrics.dead_lettered(error.reason)
 
     async def is_complete(self, job_id: str) -> bool:
-        """Whether the job has a completion record (succeeded or failed for good)."""
-        try:
-            await self._completions.get(job_id)
-        except (KeyNotFoundError, KeyDeletedError):
-            return False
-        return True
+        """Whether the job has a completion record (succeeded or failed for good), in any region."""
+        return await self._lookup.find(self._nc.jetstream(), job_id) is not None
 
     async def record_exhausted(self, job: JobMessage, deliveries: int) -> bool:
         """Record a job the server stopped delivering after `deliveries` unanswered attempts.

@@ -94,7 +94,7 @@ def build_scaled_object(target: WorkerTarget) -> KubeObject:
                         "metadata": {
                             "natsServerMonitoringEndpoint": monitoring_endpoint(target.placement),
                             "account": target.placement.nats_account,
-                            "stream": streams.job_stream(target.ref),
+                            "stream": streams.job_stream(target.ref, target.region),
                             "consumer": streams.worker_consumer(target.ref),
                             "lagThreshold": str(autoscaling.target_backlog_per_replica),
                             "activationLagThreshold": "0",

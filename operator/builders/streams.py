@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pixelmesh.api.resources import ImagePipelineSpec, duration_seconds
 from pixelmesh.operator.jetstream import PipelineStreamSettings, RegionBucketSettings
-from pixelmesh.operator.target import RegionPlacement
+from pixelmesh.operator.target import RegionPlacement, Topology
 
 
 def pipeline_stream_settings(spec: ImagePipelineSpec, placement: RegionPlacement) -> PipelineStreamSettings:
@@ -26,10 +26,20 @@ def pipeline_stream_settings(spec: ImagePipelineSpec, placement: RegionPlacement
         outputs_max_age_seconds=duration_seconds(spec.outputs.max_age),
         outputs_max_bytes=spec.outputs.max_bytes or -1,
         placement_cluster=placement.placement_cluster,
+        region=placement.region,
     )
 
 
-def region_bucket_settings(placement: RegionPlacement) -> RegionBucketSettings:
+def region_bucket_settings(
+    placement: RegionPlacement, topology: Topology | None = None
+) -> RegionBucketSettings:
+    """The region's buckets, with copies of what its peers replicate into it (`topology`)."""
+    topology = topology or Topology.single(placement.region)
     return RegionBucketSettings(
-        replicas=placement.stream_replicas, placement_cluster=placement.placement_cluster
+        replicas=placement.stream_replicas,
+        placement_cluster=placement.placement_cluster,
+        region=placement.region,
+        peers=tuple(r for r in topology.regions if r != placement.region),
+        backed_up=topology.backed_up_by(placement.region),
+        routing_origin=topology.home,
     )

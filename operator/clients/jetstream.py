@@ -27,6 +27,7 @@ from pixelmesh.operator.jetstream import (
     ConsumerSpec,
     Discard,
     KeyValueSpec,
+    MirrorSpec,
     ObjectStoreSpec,
     PipelineStreamSettings,
     RegionBucketSettings,
@@ -39,9 +40,6 @@ from pixelmesh.operator.jetstream import (
 )
 
 logger = logging.getLogger(__name__)
-
-KV_STREAM_PREFIX = "KV_"
-OBJECT_STREAM_PREFIX = "OBJ_"
 
 
 class ProvisioningConflictError(RuntimeError):
@@ -167,6 +165,9 @@ def _observed_consumer(stream: str, config: js_api.ConsumerConfig) -> ConsumerSp
         max_ack_pending=config.max_ack_pending or -1,
         max_waiting=config.max_waiting or -1,
         description=config.description or "",
+        start_sequence=config.opt_start_seq or 0
+        if config.deliver_policy == js_api.DeliverPolicy.BY_START_SEQUENCE
+        else 0,
     )
 
 
@@ -183,7 +184,10 @@ def _apply_consumer(spec: ConsumerSpec, base: js_api.ConsumerConfig | None) -> j
         durable_name=spec.durable,
         filter_subject=spec.filter_subject,
         ack_policy=js_api.AckPolicy.EXPLICIT,
-        deliver_policy=js_api.DeliverPolicy.ALL,
+        deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE
+        if spec.start_sequence
+        else js_api.DeliverPolicy.ALL,
+        opt_start_seq=spec.start_sequence or None,
         ack_wait=spec.ack_wait_seconds,
         max_deliver=spec.max_deliver,
         backoff=list(spec.backoff_seconds) or None,
@@ -232,7 +236,7 @@ def _observed_key_value(bucket: str, config: js_api.StreamConfig) -> KeyValueSpe
 
 async def ensure_key_value(js: JetStreamContext, spec: KeyValueSpec) -> Change:
     """Create the KV bucket, or update its history, TTL, size limits, replicas and description."""
-    stream = KV_STREAM_PREFIX + spec.bucket
+    stream = streams.kv_stream(spec.bucket)
     observed = await _stream_config(js, stream)
     change = plan_change(spec, _observed_key_value(spec.bucket, observed) if observed is not None else None)
     if change.kind is ChangeKind.CREATE:
@@ -287,7 +291,7 @@ def _observed_object_store(bucket: str, config: js_api.StreamConfig) -> ObjectSt
 
 async def ensure_object_store(js: JetStreamContext, spec: ObjectStoreSpec) -> Change:
     """Create the object store bucket, or update its TTL, size limit, replicas and description."""
-    stream = OBJECT_STREAM_PREFIX + spec.bucket
+    stream = streams.object_stream(spec.bucket)
     observed = await _stream_config(js, stream)
     change = plan_change(
         spec, _observed_object_store(spec.bucket, observed) if observed is not None else None
@@ -323,6 +327,79 @@ async def ensure_object_store(js: JetStreamContext, spec: ObjectStoreSpec) -> Ch
     return change
 
 
+# --- mirrors ------------------------------------------------------------------------------------
+
+
+def _observed_mirror(config: js_api.StreamConfig) -> MirrorSpec:
+    mirror = config.mirror or js_api.StreamSource(name="")
+    transforms = mirror.subject_transforms or []
+    return MirrorSpec(
+        name=config.name or "",
+        origin=mirror.name,
+        storage=_storage(config.storage),
+        replicas=config.num_replicas or 1,
+        max_age_seconds=_seconds(config.max_age),
+        placement_cluster=_placement_cluster(config.placement),
+        subject_transform=(transforms[0].src, transforms[0].dest) if transforms else None,
+        direct=bool(config.allow_direct),
+        history=config.max_msgs_per_subject if config.max_msgs_per_subject else -1,
+        description=config.description or "",
+    )
+
+
+def _apply_mirror(spec: MirrorSpec, base: js_api.StreamConfig | None) -> js_api.StreamConfig:
+    transforms = (
+        [js_api.SubjectTransform(src=spec.subject_transform[0], dest=spec.subject_transform[1])]
+        if spec.subject_transform
+        else None
+    )
+    return (base or js_api.StreamConfig()).evolve(
+        name=spec.name,
+        mirror=js_api.StreamSource(name=spec.origin, subject_transforms=transforms),
+        storage=js_api.StorageType(spec.storage.value),
+        num_replicas=spec.replicas,
+        max_age=spec.max_age_seconds,
+        max_msgs_per_subject=spec.history,
+        allow_direct=spec.direct or None,
+        mirror_direct=None,
+        placement=_placement(spec.placement_cluster),
+        description=spec.description or None,
+    )
+
+
+async def ensure_mirror(js: JetStreamContext, spec: MirrorSpec) -> Change:
+    """Create the mirror, or update its mutable fields; a different origin is a conflict."""
+    observed = await _stream_config(js, spec.name)
+    change = plan_change(spec, _observed_mirror(observed) if observed is not None else None)
+    if change.kind is ChangeKind.CREATE:
+        await js.add_stream(_apply_mirror(spec, None))
+        logger.info("Created stream %s mirroring %s.", spec.name, spec.origin)
+    elif change.kind is ChangeKind.UPDATE:
+        await js.update_stream(_apply_mirror(spec, observed))
+        logger.info("Updated mirror %s: %s changed.", spec.name, ", ".join(change.fields))
+    elif change.kind is ChangeKind.CONFLICT:
+        raise ProvisioningConflictError(f"mirror {spec.name}", change.fields)
+    return change
+
+
+async def delete_stream_if_present(js: JetStreamContext, name: str) -> bool:
+    """Delete a stream; False when it was already gone."""
+    try:
+        await js.delete_stream(name)
+    except NotFoundError:
+        return False
+    return True
+
+
+async def delete_consumer_if_present(js: JetStreamContext, stream: str, durable: str) -> bool:
+    """Delete a consumer; False when it (or its stream) was already gone."""
+    try:
+        await js.delete_consumer(stream, durable)
+    except NotFoundError:
+        return False
+    return True
+
+
 # --- what callers use ---------------------------------------------------------------------------
 
 
@@ -339,21 +416,19 @@ async def ensure_pipeline_resources(
 
 
 async def delete_pipeline_resources(
-    js: JetStreamContext, ref: PipelineRef, *, keep_outputs: bool = False
+    js: JetStreamContext, ref: PipelineRef, region: str, *, keep_outputs: bool = False
 ) -> None:
-    """Delete the pipeline's job stream (and with it the consumer) and, unless kept, its outputs.
+    """Delete the pipeline's job stream in `region` (and with it the consumer), the mirror of it
+    in the backup region, and, unless kept, its outputs.
 
     Absent resources are fine: deleting twice is not an error.
     """
-    doomed = [streams.job_stream(ref)]
+    doomed = [streams.job_stream(ref, region), streams.job_mirror_stream(ref, region)]
     if not keep_outputs:
-        doomed.append(OBJECT_STREAM_PREFIX + streams.outputs_bucket(ref))
+        doomed.append(streams.object_stream(streams.outputs_bucket(ref, region)))
     for name in doomed:
-        try:
-            await js.delete_stream(name)
+        if await delete_stream_if_present(js, name):
             logger.info("Deleted stream %s of pipeline %s.", name, ref)
-        except NotFoundError:
-            logger.debug("Stream %s of pipeline %s was already gone.", name, ref)
 
 
 async def ensure_region_buckets(js: JetStreamContext, settings: RegionBucketSettings) -> ProvisioningReport:
@@ -364,4 +439,6 @@ async def ensure_region_buckets(js: JetStreamContext, settings: RegionBucketSett
         report.changes[kv.bucket] = await ensure_key_value(js, kv)
     for store in buckets.object_stores:
         report.changes[store.bucket] = await ensure_object_store(js, store)
+    for mirror in buckets.mirrors:
+        report.changes[mirror.name] = await ensure_mirror(js, mirror)
     return report

@@ -33,10 +33,16 @@ from pydantic import ValidationError
 from pixelmesh.api import streams
 from pixelmesh.api.messages import PipelineRef, WorkerReport
 from pixelmesh.api.resources import SecretKeyRef
+from pixelmesh.api.routing import RoutingEntry
 from pixelmesh.operator.autoscaling.measure import QueueReading, WorkerTotals
 from pixelmesh.operator.clients import jetstream as provisioning
 from pixelmesh.operator.errors import JetStreamRefusedError, RegionUnreachableError
-from pixelmesh.operator.jetstream import ChangeKind, PipelineStreamSettings, RegionBucketSettings
+from pixelmesh.operator.jetstream import (
+    ChangeKind,
+    PipelineStreamSettings,
+    RegionBucketSettings,
+    build_job_mirror,
+)
 from pixelmesh.operator.status import ProbeResult
 from pixelmesh.operator.target import RegionPlacement
 
@@ -180,10 +186,38 @@ class NatsJetStream:
         report = await _unreachable_as(placement, provisioning.ensure_pipeline_resources(js, ref, settings))
         return _changes(report)
 
+    async def ensure_job_mirror(
+        self, backup: RegionPlacement, ref: PipelineRef, origin: str, settings: PipelineStreamSettings
+    ) -> dict[str, str]:
+        """The mirror of `origin`'s job stream in its backup region; resource -> change made."""
+        js = await self._js(backup)
+        spec = build_job_mirror(ref, origin, settings)
+        change = await _unreachable_as(backup, provisioning.ensure_mirror(js, spec))
+        return {} if change.kind is ChangeKind.NONE else {spec.name: change.kind.value}
+
+    async def publish_routing(self, home: RegionPlacement, entry: RoutingEntry) -> None:
+        """Write a pipeline's routing entry in the operator's own region; the others mirror it."""
+        js = await self._js(home)
+        try:
+            bucket = await js.key_value(streams.routing_bucket(home.region))
+        except nats.js.errors.BucketNotFoundError:
+            # The operator's own region runs no pipeline and is no pool: it still holds the table.
+            settings = RegionBucketSettings(region=home.region, placement_cluster=home.placement_cluster)
+            await _unreachable_as(home, provisioning.ensure_region_buckets(js, settings))
+            bucket = await _unreachable_as(home, js.key_value(streams.routing_bucket(home.region)))
+        payload = entry.model_dump_json(by_alias=True, exclude_none=True).encode()
+        await _unreachable_as(home, bucket.put(streams.routing_key(entry.pipeline), payload))
+        logger.info(
+            "Routing of ImagePipeline %s is now generation %d: %s.",
+            entry.pipeline,
+            entry.generation,
+            ", ".join(f"{w.region}={w.weight}%" for w in entry.regions),
+        )
+
     async def backlog(self, placement: RegionPlacement, ref: PipelineRef) -> int | None:
         """Pending + ack pending of the workers' consumer, from the stream leader; None if unknown."""
         try:
-            return await _consumer_backlog(await self._js(placement), ref)
+            return await _consumer_backlog(await self._js(placement), ref, placement.region)
         except BACKLOG_ERRORS:
             return None
 
@@ -201,7 +235,7 @@ class NatsJetStream:
         backlog = last_sequence = None
         workers: tuple[WorkerTotals, ...] | None = None
         try:
-            backlog = await _consumer_backlog(js, ref)
+            backlog = await _consumer_backlog(js, ref, placement.region)
         except BACKLOG_ERRORS as error:
             logger.debug(
                 "Reading the backlog of ImagePipeline %s in region %s failed: %r",
@@ -210,7 +244,7 @@ class NatsJetStream:
                 error,
             )
         try:
-            stream = await js.stream_info(streams.job_stream(ref))
+            stream = await js.stream_info(streams.job_stream(ref, placement.region))
             last_sequence = int(stream.state.last_seq or 0)
         except BACKLOG_ERRORS as error:
             logger.debug(
@@ -229,7 +263,7 @@ class NatsJetStream:
 
     async def delete_pipeline(self, placement: RegionPlacement, ref: PipelineRef) -> None:
         js = await self._js(placement)
-        await _unreachable_as(placement, provisioning.delete_pipeline_resources(js, ref))
+        await _unreachable_as(placement, provisioning.delete_pipeline_resources(js, ref, placement.region))
 
     async def probe(self, placement: RegionPlacement) -> ProbeResult:
         """Round trip and JetStream availability of the region's NATS."""
@@ -254,9 +288,9 @@ class NatsJetStream:
         return ProbeResult(nats_reachable=True, jetstream_available=True, round_trip_seconds=round_trip)
 
 
-async def _consumer_backlog(js: JetStreamContext, ref: PipelineRef) -> int:
+async def _consumer_backlog(js: JetStreamContext, ref: PipelineRef, region: str) -> int:
     """Jobs not yet done: pending plus ack pending of the workers' consumer."""
-    info = await js.consumer_info(streams.job_stream(ref), streams.worker_consumer(ref))
+    info = await js.consumer_info(streams.job_stream(ref, region), streams.worker_consumer(ref))
     return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
 
@@ -266,7 +300,7 @@ async def _worker_totals(js: JetStreamContext, ref: PipelineRef, region: str) ->
     One watch on the pipeline's keys, last value per key: a single round of messages whatever the
     number of workers. A report that does not parse (another version's) is skipped.
     """
-    bucket = await js.key_value(streams.WORKER_STATS_BUCKET)
+    bucket = await js.key_value(streams.worker_stats_bucket(region))
     watcher = await bucket.watch(streams.worker_stats_filter(ref), ignore_deletes=True)
     found: list[WorkerTotals] = []
     try:

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from pixelmesh.api.resources import ImagePipelineSpec, duration_seconds
+
 Weights = dict[str, int]
 
 
@@ -48,6 +50,17 @@ class ShiftPolicy:
     def __post_init__(self) -> None:
         if not 1 <= self.step_percent <= 100:
             raise ValueError("stepPercent must be within 1-100")
+
+
+def shift_policy(spec: ImagePipelineSpec) -> ShiftPolicy:
+    """The pipeline's `trafficShift` as a policy."""
+    shift = spec.traffic_shift
+    return ShiftPolicy(
+        step_percent=shift.step_percent,
+        interval=duration_seconds(shift.interval),
+        max_error_rate=shift.max_error_rate,
+        max_p99_seconds=duration_seconds(shift.max_p99_latency) if shift.max_p99_latency else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,6 +93,8 @@ class JobMessage(ApiModel):
     """Concrete formats for `auto` variants, by variant name (default: jpeg)."""
     region: str = ""
     """The region the job was accepted in."""
+    source_bucket: str = ""
+    """The object store holding the source; empty: the sources bucket of `region`."""
 
 
 class OutputRef(ApiModel):
@@ -101,6 +103,8 @@ class OutputRef(ApiModel):
     variant: str
     key: str
     """Object store key: `<namespace>/<pipeline>/<generation>/<source sha256>/<variant>.<ext>`."""
+    bucket: str = ""
+    """The object store holding it: the outputs bucket of the region whose worker made it."""
     format: OutputType
     content_type: str
     width: int

@@ -3,9 +3,21 @@
 The operator creates these resources, the gateway publishes into them and the worker consumes from
 them; all three compute the names here so they cannot disagree.
 
+Regions are joined into one NATS supercluster, which is one JetStream domain: stream names, bucket
+names and the subjects streams listen on are global across regions. So everything that lives in a
+region carries the region's name, and nothing a region owns can collide with another's. Result
+events are core NATS subjects without a stream: they stay region-free, so a caller in any region
+hears the result wherever the job ran.
+
 Kubernetes names may contain `.` (ImagePipeline names are DNS subdomains), NATS subject tokens and
 stream names may not. No Kubernetes name contains `_`, so `<namespace>_<name>` with dots mapped to
 `_` cannot collide: a second pair could only map to the same string through a name holding `_`.
+Region names are DNS labels (no `_`, no `.`), so they can lead a name without ambiguity.
+
+Replication between regions (mirrors of job streams, replicas of completion records and sources)
+is named here too: `replica_stream(origin stream, region)` is the copy of a stream held in
+another region. A mirror keeps the origin's subjects, so a record is looked up in a replica under
+the same subject as in its origin.
 """
 
 from __future__ import annotations
@@ -13,19 +25,68 @@ from __future__ import annotations
 from pixelmesh.api.messages import PipelineRef
 
 SUBJECT_ROOT = "pixelmesh"
+GEO = "geo"
+"""Stands in for a region name for what is placed on the stretched (cross-region) NATS cluster."""
 
-SOURCES_BUCKET = "pixelmesh-sources"
-"""Object store of sources, keyed by sha256: identical uploads are stored once per region."""
-COMPLETIONS_BUCKET = "pixelmesh-completions"
-"""KV: job id -> JobResult. Its existence means the job is done (idempotency)."""
-DEAD_LETTERS_BUCKET = "pixelmesh-deadletters"
-"""KV: job id -> DeadLetter."""
-ACCEPTED_BUCKET = "pixelmesh-accepted"
-"""KV: job id -> the accepted JobMessage, so status lookups know a pending job."""
-ROUTING_BUCKET = "pixelmesh-routing"
-"""KV: `<namespace>.<name>` -> routing table entry (effective weight per region), written by the operator."""
-WORKER_STATS_BUCKET = "pixelmesh-workers"
-"""KV: per-worker heartbeats with service-rate figures, read by the autoscaler."""
+
+# --- per-region buckets ---------------------------------------------------------------------------
+
+
+def sources_bucket(region: str) -> str:
+    """Object store of sources in `region`, keyed by sha256: identical uploads are stored once."""
+    return f"pixelmesh-sources-{region}"
+
+
+def completions_bucket(region: str) -> str:
+    """KV: job id -> JobResult, written by the region's workers. Existence means the job is done."""
+    return f"pixelmesh-completions-{region}"
+
+
+def dead_letters_bucket(region: str) -> str:
+    """KV: job id -> DeadLetter, written by the region's workers."""
+    return f"pixelmesh-deadletters-{region}"
+
+
+def accepted_bucket(region: str) -> str:
+    """KV: job id -> the accepted JobMessage, so status lookups know a pending job."""
+    return f"pixelmesh-accepted-{region}"
+
+
+def routing_bucket(region: str) -> str:
+    """KV: `<namespace>.<name>` -> routing table entry, as the gateways of `region` read it.
+
+    The operator writes the origin (in its own region); every other region holds a mirror of it
+    under this name, so a region cut off from the operator still routes by the last table it saw.
+    """
+    return f"pixelmesh-routing-{region}"
+
+
+def worker_stats_bucket(region: str) -> str:
+    """KV: per-worker heartbeats with service-rate figures, read by the autoscaler."""
+    return f"pixelmesh-workers-{region}"
+
+
+def kv_stream(bucket: str) -> str:
+    """The stream behind a KV bucket."""
+    return f"KV_{bucket}"
+
+
+def kv_subject(bucket: str, key: str) -> str:
+    """The subject a KV bucket stores `key` under (in its stream and in any mirror of it)."""
+    return f"$KV.{bucket}.{key}"
+
+
+def object_stream(bucket: str) -> str:
+    """The stream behind an object store."""
+    return f"OBJ_{bucket}"
+
+
+def replica_stream(origin_stream: str, region: str) -> str:
+    """The mirror of `origin_stream` held in `region`."""
+    return f"REPLICA_{region}_{origin_stream}"
+
+
+# --- per-pipeline resources -----------------------------------------------------------------------
 
 
 def token(ref: PipelineRef) -> str:
@@ -33,23 +94,33 @@ def token(ref: PipelineRef) -> str:
     return f"{ref.namespace}_{ref.name}".replace(".", "_")
 
 
-def job_stream(ref: PipelineRef) -> str:
-    """The work-queue stream holding the pipeline's jobs in one region."""
-    return f"PIXELMESH_JOBS_{token(ref)}"
+def job_stream(ref: PipelineRef, region: str) -> str:
+    """The work-queue stream holding the pipeline's jobs accepted in `region`."""
+    return f"PIXELMESH_JOBS_{region}_{token(ref)}"
 
 
-def job_subject(ref: PipelineRef) -> str:
-    """The subject jobs of the pipeline are published on."""
-    return f"{SUBJECT_ROOT}.jobs.{token(ref)}"
+def job_subject(ref: PipelineRef, region: str) -> str:
+    """The subject jobs of the pipeline accepted in `region` are published on."""
+    return f"{SUBJECT_ROOT}.jobs.{region}.{token(ref)}"
 
 
 def worker_consumer(ref: PipelineRef) -> str:
-    """The durable pull consumer the pipeline's workers share."""
+    """The durable pull consumer a region's workers share on their job stream."""
     return f"workers_{token(ref)}"
 
 
+def job_mirror_stream(ref: PipelineRef, origin: str) -> str:
+    """The mirror of `origin`'s job stream, held in `origin`'s backup region."""
+    return f"PIXELMESH_MIRROR_{origin}_{token(ref)}"
+
+
+def drain_consumer(ref: PipelineRef, origin: str) -> str:
+    """The durable consumer the backup region's workers drain a failed region's jobs with."""
+    return f"drain_{origin}_{token(ref)}"
+
+
 def result_subject(ref: PipelineRef, job_id: str) -> str:
-    """The subject a job's result event is published on."""
+    """The subject a job's result event is published on (region-free: heard in every region)."""
     return f"{SUBJECT_ROOT}.results.{token(ref)}.{job_id}"
 
 
@@ -60,9 +131,10 @@ def result_wildcard(ref: PipelineRef | None = None) -> str:
     return f"{SUBJECT_ROOT}.results.{token(ref)}.*"
 
 
-def outputs_bucket(ref: PipelineRef) -> str:
-    """Object store of the pipeline's outputs (one per pipeline so a `Delete` policy can drop it)."""
-    return f"pixelmesh-out-{token(ref)}"
+def outputs_bucket(ref: PipelineRef, region: str) -> str:
+    """Object store of the pipeline's outputs made in `region` (one per pipeline and region, so a
+    `Delete` policy can drop it)."""
+    return f"pixelmesh-out-{region}-{token(ref)}"
 
 
 def output_key(ref: PipelineRef, generation: int, source_sha256: str, variant: str, extension: str) -> str:

@@ -228,7 +228,9 @@ class LocalStack:
             host=self.options.host,
             port=self.options.gateway_port,
             regions=dict.fromkeys(regions, (self.nats_url,)),
-            home_region=regions[0],
+            # The operator's own region: pipelines that name no pool run there, and it holds the
+            # routing table that sends the others to their pools.
+            home_region=LOCAL_REGION,
             pipelines=(),
             api_keys=(secrets.api_key,),
             signing_keys=(secrets.signing_key,),

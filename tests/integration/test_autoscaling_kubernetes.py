@@ -90,7 +90,7 @@ def pipeline(pool: str) -> dict[str, Any]:
     }
 
 
-def queue_jobs(url: str, ref: PipelineRef, count: int) -> None:
+def queue_jobs(url: str, ref: PipelineRef, region: str, count: int) -> None:
     async def publish() -> None:
         nc = await nats.connect(url)
         try:
@@ -106,7 +106,7 @@ def queue_jobs(url: str, ref: PipelineRef, count: int) -> None:
                     source_size=len(source),
                 )
                 await js.publish_async(
-                    streams.job_subject(ref),
+                    streams.job_subject(ref, region),
                     job.model_dump_json(by_alias=True, exclude_none=True).encode(),
                     headers={"Nats-Msg-Id": job.job_id},
                 )
@@ -117,11 +117,13 @@ def queue_jobs(url: str, ref: PipelineRef, count: int) -> None:
     asyncio.run(publish())
 
 
-def backlog(url: str, ref: PipelineRef) -> int:
+def backlog(url: str, ref: PipelineRef, region: str) -> int:
     async def read() -> int:
         nc = await nats.connect(url)
         try:
-            info = await nc.jetstream().consumer_info(streams.job_stream(ref), streams.worker_consumer(ref))
+            info = await nc.jetstream().consumer_info(
+                streams.job_stream(ref, region), streams.worker_consumer(ref)
+            )
             return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
         finally:
             await nc.close()
@@ -167,7 +169,7 @@ def test_replicas_follow_the_backlog_within_the_pools_capacity_and_hand_edits_ar
     wait_until(lambda: len(kubelet.pids()) == 1, timeout=60.0, what="the first worker Pod to run")
 
     # A backlog: the autoscaler wants 4 (1000 / 50, clamped to maxReplicas); the pool grants 2.
-    queue_jobs(nats_server.url, ref, JOBS)
+    queue_jobs(nats_server.url, ref, pool["region"], JOBS)
     wait_until(
         lambda: replicas() == CAPACITY, timeout=30.0, what="the Deployment to scale up to the capacity"
     )
@@ -184,7 +186,9 @@ def test_replicas_follow_the_backlog_within_the_pools_capacity_and_hand_edits_ar
     wait_until(lambda: len(kubelet.pids()) == CAPACITY, timeout=60.0, what="the new worker Pods to run")
 
     # Drained: back to the minimum after the scale-down window, and capped exactly once.
-    wait_until(lambda: backlog(nats_server.url, ref) == 0, timeout=120.0, what="the backlog to drain")
+    wait_until(
+        lambda: backlog(nats_server.url, ref, pool["region"]) == 0, timeout=120.0, what="the backlog to drain"
+    )
     wait_until(lambda: replicas() == 1, timeout=30.0, what="the Deployment to scale back down")
     assert len(events("CapacityCapped")) == 1, "an Event on the change into capped, not on every tick"
     assert events("Scaled"), "each scale is an Event"
@@ -259,7 +263,7 @@ def test_under_keda_a_scaledobject_is_made_and_the_replicas_are_left_to_keda_unt
     scaled = wait_until(lambda: get_or_none(control_plane, scaled_path), what="the ScaledObject")
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "nats-jetstream"
-    assert trigger["metadata"]["stream"] == streams.job_stream(ref)
+    assert trigger["metadata"]["stream"] == streams.job_stream(ref, "local")
     assert trigger["metadata"]["consumer"] == streams.worker_consumer(ref)
     assert trigger["metadata"]["lagThreshold"] == "50"
     assert scaled["spec"]["scaleTargetRef"]["name"] == workers
@@ -267,7 +271,7 @@ def test_under_keda_a_scaledobject_is_made_and_the_replicas_are_left_to_keda_unt
     wait_until(lambda: replicas() == 1, what="the Deployment, created at minReplicas")
 
     # KEDA's to set now: a backlog does not move the count, and a count set by someone else stays.
-    queue_jobs(nats_server.url, ref, 400)
+    queue_jobs(nats_server.url, ref, "local", 400)
     control_plane.api().request(
         "PATCH", deployment_path, {"spec": {"replicas": 3}}, content_type="application/merge-patch+json"
     )

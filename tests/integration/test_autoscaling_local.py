@@ -78,7 +78,7 @@ async def queue_jobs(js: JetStreamContext, ids: list[str], source: bytes) -> Non
     for job_id in ids:
         job = JobMessage(job_id=job_id, pipeline=REF, generation=1, source_key=key, source_size=len(source))
         await js.publish_async(
-            streams.job_subject(REF),
+            streams.job_subject(REF, "local"),
             job.model_dump_json(by_alias=True, exclude_none=True).encode(),
             headers={"Nats-Msg-Id": job_id},
         )
@@ -87,13 +87,13 @@ async def queue_jobs(js: JetStreamContext, ids: list[str], source: bytes) -> Non
 
 async def completed(js: JetStreamContext, ids: list[str]) -> set[str]:
     """The job ids among `ids` that have a completion record."""
-    kv = await js.key_value(streams.COMPLETIONS_BUCKET)
+    kv = await js.key_value(streams.completions_bucket("local"))
     return set(await kv.keys()) & set(ids)
 
 
 async def completion_count(js: JetStreamContext) -> int:
     """Completion records of any job (cheap to poll: the bucket's message count)."""
-    return int((await js.stream_info("KV_" + streams.COMPLETIONS_BUCKET)).state.messages)
+    return int((await js.stream_info("KV_" + streams.completions_bucket("local"))).state.messages)
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ async def test_a_backlog_scales_workers_to_max_then_to_zero_and_one_job_brings_o
 
     ids = [f"burst-{i:04d}" for i in range(JOBS)]
     await queue_jobs(js, ids, imagegen.photo_jpeg(48, 32))
-    info = await js.consumer_info(streams.job_stream(REF), streams.worker_consumer(REF))
+    info = await js.consumer_info(streams.job_stream(REF, "local"), streams.worker_consumer(REF))
     assert info.num_pending == JOBS
 
     stop = asyncio.Event()
@@ -220,7 +220,7 @@ async def test_a_backlog_scales_workers_to_max_then_to_zero_and_one_job_brings_o
             woke = time.monotonic()
 
             async def woken_done() -> bool:
-                kv = await js.key_value(streams.COMPLETIONS_BUCKET)
+                kv = await js.key_value(streams.completions_bucket("local"))
                 try:
                     await kv.get("wake-up")
                 except KeyNotFoundError:

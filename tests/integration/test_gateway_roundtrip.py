@@ -107,9 +107,9 @@ async def test_the_same_idempotency_key_is_one_job_and_identical_sources_are_sto
     nc = await nats.connect(gateway.nats_url)
     try:
         js = nc.jetstream()
-        info = await js.stream_info(streams.job_stream(gateway.pipeline))
+        info = await js.stream_info(streams.job_stream(gateway.pipeline, "local"))
         assert info.state.messages == 2
-        store = await js.object_store(streams.SOURCES_BUCKET)
+        store = await js.object_store(streams.sources_bucket("local"))
         assert len(await store.list()) == 1
     finally:
         await nc.close()

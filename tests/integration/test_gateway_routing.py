@@ -11,14 +11,29 @@ from pixelmesh.api import streams
 from pixelmesh.api.routing import RegionWeight, RoutingEntry
 from pixelmesh.gateway.app import serve
 from pixelmesh.gateway.config import GatewayConfig
+from pixelmesh.operator.clients.jetstream import ensure_pipeline_resources, ensure_region_buckets
+from pixelmesh.operator.jetstream import PipelineStreamSettings, RegionBucketSettings
 from tests import imagegen
 from tests.fixtures.gateway import API_KEY, GatewayUnderTest
 
 
-async def write_routing(gateway: GatewayUnderTest, entry: RoutingEntry) -> None:
+async def provision_regions(gateway: GatewayUnderTest, home: str, others: tuple[str, ...]) -> None:
+    """The regions' buckets and job streams, as the operator in `home` makes them."""
     nc = await nats.connect(gateway.nats_url)
     try:
-        kv = await nc.jetstream().key_value(streams.ROUTING_BUCKET)
+        js = nc.jetstream()
+        for region in (home, *others):
+            await ensure_region_buckets(js, RegionBucketSettings(region=region, routing_origin=home))
+            await ensure_pipeline_resources(js, gateway.pipeline, PipelineStreamSettings(region=region))
+    finally:
+        await nc.close()
+
+
+async def write_routing(gateway: GatewayUnderTest, entry: RoutingEntry) -> None:
+    """Write the table where the operator does: its own region's bucket (the others mirror it)."""
+    nc = await nats.connect(gateway.nats_url)
+    try:
+        kv = await nc.jetstream().key_value(streams.routing_bucket("us-east"))
         await kv.put(streams.routing_key(gateway.pipeline), entry.model_dump_json(by_alias=True).encode())
     finally:
         await nc.close()
@@ -49,7 +64,9 @@ async def all_regions_connected(url: str) -> None:
 async def test_jobs_leave_a_home_region_whose_weight_the_operator_set_to_zero(
     gateway: GatewayUnderTest, tmp_path
 ):
-    # Two regions on one server: the routing decision, not the server, is what is checked.
+    # Two regions on one server: the routing decision, not the server, is what is checked. The
+    # operator runs in us-east, so eu-west's gateway reads the table through its mirror.
+    await provision_regions(gateway, "us-east", ("eu-west",))
     config = GatewayConfig(
         port=0,
         regions={"eu-west": (gateway.nats_url,), "us-east": (gateway.nats_url,)},

@@ -120,11 +120,14 @@ def jetstream_has(url: str, ref: PipelineRef) -> dict[str, bool]:
         found: dict[str, bool] = {}
         try:
             for label, call in (
-                ("stream", js.stream_info(streams.job_stream(ref))),
-                ("consumer", js.consumer_info(streams.job_stream(ref), streams.worker_consumer(ref))),
-                ("completions", js.stream_info("KV_" + streams.COMPLETIONS_BUCKET)),
-                ("routing", js.stream_info("KV_" + streams.ROUTING_BUCKET)),
-                ("outputs", js.stream_info("OBJ_" + streams.outputs_bucket(ref))),
+                ("stream", js.stream_info(streams.job_stream(ref, "local"))),
+                (
+                    "consumer",
+                    js.consumer_info(streams.job_stream(ref, "local"), streams.worker_consumer(ref)),
+                ),
+                ("completions", js.stream_info("KV_" + streams.completions_bucket("local"))),
+                ("routing", js.stream_info("KV_" + streams.routing_bucket("local"))),
+                ("outputs", js.stream_info("OBJ_" + streams.outputs_bucket(ref, "local"))),
             ):
                 try:
                     await call
@@ -142,7 +145,7 @@ def delete_stream(url: str, ref: PipelineRef) -> None:
     async def delete() -> None:
         nc = await nats.connect(url)
         try:
-            await nc.jetstream().delete_stream(streams.job_stream(ref))
+            await nc.jetstream().delete_stream(streams.job_stream(ref, "local"))
         finally:
             await nc.close()
 

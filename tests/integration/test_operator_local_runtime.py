@@ -83,11 +83,15 @@ async def test_an_example_pipeline_gets_its_stream_buckets_and_ready_worker_proc
     assert status.phase is PipelinePhase.READY
     assert (status.desired_replicas, status.ready_replicas, status.backlog) == (1, 1, 0)
     assert status.regions[0].region == "local"
-    await js.stream_info(streams.job_stream(REF))
-    await js.consumer_info(streams.job_stream(REF), streams.worker_consumer(REF))
-    for bucket in (streams.COMPLETIONS_BUCKET, streams.ROUTING_BUCKET, streams.WORKER_STATS_BUCKET):
+    await js.stream_info(streams.job_stream(REF, "local"))
+    await js.consumer_info(streams.job_stream(REF, "local"), streams.worker_consumer(REF))
+    for bucket in (
+        streams.completions_bucket("local"),
+        streams.routing_bucket("local"),
+        streams.worker_stats_bucket("local"),
+    ):
         await js.key_value(bucket)
-    await js.object_store(streams.SOURCES_BUCKET)
+    await js.object_store(streams.sources_bucket("local"))
     assert len(plane.runtime.pids(REF)) == 1
 
 
@@ -142,11 +146,11 @@ async def test_a_deleted_stream_and_a_dead_worker_come_back(
 ) -> None:
     plane.load([EXAMPLES / "imagepipeline-thumbnails.yaml"])
     await until_ready(plane)
-    await js.delete_stream(streams.job_stream(REF))
+    await js.delete_stream(streams.job_stream(REF, "local"))
     (pid,) = plane.runtime.pids(REF)
     os.kill(pid, signal.SIGKILL)
     await until_ready(plane)
-    await js.stream_info(streams.job_stream(REF))
+    await js.stream_info(streams.job_stream(REF, "local"))
     (new_pid,) = plane.runtime.pids(REF)
     assert new_pid != pid
 
@@ -217,11 +221,11 @@ async def test_deleting_a_pipeline_under_the_delete_policy_removes_workers_and_s
     obj = PipelineObject("default", "thumbnails", 1, spec)
     outcome = await plane.reconciler.reconcile_pipeline(obj, {})
     assert plane.runtime.pids(REF)
-    await js.stream_info(streams.job_stream(REF))
+    await js.stream_info(streams.job_stream(REF, "local"))
     await plane.reconciler.delete_pipeline(
         PipelineObject("default", "thumbnails", 1, spec, outcome.status.to_wire()), {}
     )
     assert plane.runtime.pids(REF) == []
     with pytest.raises(NotFoundError):
-        await js.stream_info(streams.job_stream(REF))
-    await js.key_value(streams.COMPLETIONS_BUCKET)  # the region's shared buckets stay
+        await js.stream_info(streams.job_stream(REF, "local"))
+    await js.key_value(streams.completions_bucket("local"))  # the region's shared buckets stay

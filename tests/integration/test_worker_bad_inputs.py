@@ -107,7 +107,7 @@ async def test_a_message_that_is_not_a_job_is_dead_lettered_with_its_text(
     config = worker_config(nats_server.url, write_pipeline_file(tmp_path, revision))
     async with running_worker(WorkerService(config, revision)):
         await js.publish(
-            streams.job_subject(revision.ref),
+            streams.job_subject(revision.ref, "local"),
             b'{"v": 7, "hello": "world"}',
             headers={"Nats-Msg-Id": "garbage-1"},
         )

@@ -53,7 +53,7 @@ async def test_a_job_that_exhausts_its_deliveries_unanswered_is_dead_lettered(
 
         # A "worker" that takes the job and never answers, twice.
         crashing = await js.pull_subscribe_bind(
-            durable=streams.worker_consumer(revision.ref), stream=streams.job_stream(revision.ref)
+            durable=streams.worker_consumer(revision.ref), stream=streams.job_stream(revision.ref, "local")
         )
         for attempt in (1, 2):
             (msg,) = await crashing.fetch(1, timeout=5)
@@ -76,7 +76,7 @@ async def test_a_job_that_exhausts_its_deliveries_unanswered_is_dead_lettered(
     assert letter.job is not None
     assert letter.job.job_id == "abandoned"
     for _ in range(50):
-        if (await js.stream_info(streams.job_stream(revision.ref))).state.messages == 0:
+        if (await js.stream_info(streams.job_stream(revision.ref, "local"))).state.messages == 0:
             break
         await asyncio.sleep(0.05)
-    assert (await js.stream_info(streams.job_stream(revision.ref))).state.messages == 0
+    assert (await js.stream_info(streams.job_stream(revision.ref, "local"))).state.messages == 0

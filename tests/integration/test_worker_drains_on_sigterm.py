@@ -57,7 +57,7 @@ async def test_sigterm_during_load_exits_zero_and_leaves_no_job_in_flight(
 
         # Released jobs are nak'ed: the server counts them as ack-pending until it redelivers them,
         # which it does at once. A job left in flight would instead wait out the 60 s ack wait.
-        stream = await js.stream_info(streams.job_stream(revision.ref))
+        stream = await js.stream_info(streams.job_stream(revision.ref, "local"))
         assert stream.state.messages == JOBS - done_by_first, "every job not completed is still queued"
         assert "draining" in first.log()
         assert "released unstarted" in first.log(), "jobs waiting for a libvips thread were given back"
@@ -76,5 +76,5 @@ async def test_sigterm_during_load_exits_zero_and_leaves_no_job_in_flight(
     assert sorted(records) == [f"job-{i:03d}" for i in range(JOBS)]
     assert all(r.status is JobStatus.SUCCEEDED for r in records.values())
     assert await completion_writes(js) == JOBS, "a job was processed by both workers"
-    stream = await js.stream_info(streams.job_stream(revision.ref))
+    stream = await js.stream_info(streams.job_stream(revision.ref, "local"))
     assert stream.state.messages == 0, "the work queue is empty"

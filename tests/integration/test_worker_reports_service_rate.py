@@ -36,7 +36,7 @@ async def test_reports_count_served_jobs_and_busy_time(
     )
     source = imagegen.photo_jpeg(640, 480)
     key = await upload_source(js, source)
-    bucket = await js.key_value(streams.WORKER_STATS_BUCKET)
+    bucket = await js.key_value(streams.worker_stats_bucket("local"))
 
     async with running_worker(WorkerService(config, revision)):
         started = time.monotonic()

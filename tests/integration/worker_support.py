@@ -35,7 +35,7 @@ from pixelmesh.worker.config import WorkerConfig
 from pixelmesh.worker.service import WorkerService
 
 PIPELINE = PipelineRef(namespace="test", name="thumbs")
-COMPLETIONS_STREAM = "KV_" + streams.COMPLETIONS_BUCKET
+COMPLETIONS_STREAM = "KV_" + streams.completions_bucket("local")
 
 THREE_VARIANTS = PipelineSpec.model_validate(
     {
@@ -80,7 +80,7 @@ def worker_config(nats_url: str, pipeline_file: Path, **overrides: Any) -> Worke
     base = WorkerConfig(
         pipeline_file=pipeline_file,
         nats_urls=(nats_url,),
-        region="test",
+        region="local",
         worker_name="test-worker",
         fetch_timeout_seconds=0.5,
         retry_delays_seconds=(0.1, 0.2, 0.5),
@@ -123,7 +123,7 @@ class WorkerProcess:
             "PIXELMESH_NATS_URLS": nats_url,
             "PIXELMESH_PIPELINE_FILE": str(pipeline_file),
             "PIXELMESH_WORKER_NAME": name,
-            "PIXELMESH_REGION": "test",
+            "PIXELMESH_REGION": "local",
             "PIXELMESH_METRICS_HOST": "127.0.0.1",
             "PIXELMESH_METRICS_PORT": str(self.metrics_port),
             "PIXELMESH_FETCH_TIMEOUT_SECONDS": "0.5",
@@ -205,7 +205,7 @@ async def wait_for_records(js: JetStreamContext, count: int, *, within: float = 
 
 
 async def completion_records(js: JetStreamContext) -> dict[str, JobResult]:
-    kv = await js.key_value(streams.COMPLETIONS_BUCKET)
+    kv = await js.key_value(streams.completions_bucket("local"))
     records = {}
     for key in await kv.keys():
         entry = await kv.get(key)
@@ -215,14 +215,14 @@ async def completion_records(js: JetStreamContext) -> dict[str, JobResult]:
 
 
 async def dead_letter(js: JetStreamContext, key: str) -> DeadLetter:
-    kv = await js.key_value(streams.DEAD_LETTERS_BUCKET)
+    kv = await js.key_value(streams.dead_letters_bucket("local"))
     entry = await kv.get(key)
     assert entry.value is not None
     return DeadLetter.model_validate_json(entry.value)
 
 
 async def read_output(js: JetStreamContext, key: str, ref: PipelineRef = PIPELINE) -> bytes:
-    store = await js.object_store(streams.outputs_bucket(ref))
+    store = await js.object_store(streams.outputs_bucket(ref, "local"))
     return (await store.get(key)).data or b""
 
 
@@ -234,8 +234,8 @@ async def settled_consumer(
     may not be counted as pending yet)."""
     deadline = time.monotonic() + within
     while True:
-        stored = (await js.stream_info(streams.job_stream(ref))).state.last_seq
-        info = await js.consumer_info(streams.job_stream(ref), streams.worker_consumer(ref))
+        stored = (await js.stream_info(streams.job_stream(ref, "local"))).state.last_seq
+        info = await js.consumer_info(streams.job_stream(ref, "local"), streams.worker_consumer(ref))
         delivered = info.delivered.stream_seq if info.delivered is not None else 0
         if (info.num_pending or 0) == 0 and (info.num_ack_pending or 0) == 0 and delivered >= stored:
             return info

@@ -54,7 +54,7 @@ def test_the_trigger_reads_the_pipelines_own_stream_and_consumer_against_the_bac
     assert trigger(scaled) == {
         "natsServerMonitoringEndpoint": "nats.eu-west.svc:8222",
         "account": "$G",
-        "stream": streams.job_stream(REF),
+        "stream": streams.job_stream(REF, "eu-west"),
         "consumer": streams.worker_consumer(REF),
         "lagThreshold": "25",
         "activationLagThreshold": "0",

@@ -1,0 +1,80 @@
+"""Is a job done anywhere? Completion records across regions, answered inside one region.
+
+A job may be finished in another region than the one asking: its backup drained it after a
+failover, or its origin did it before failing. Every region holds a mirror of every other region's
+completion records (`streams.replica_stream`), so the question is answered from the local bucket
+and then the local replicas, also while the other region is down.
+
+Replicas lag their origin by the mirror's delay (about a second on loopback): a job finished
+elsewhere a moment ago may still look undone here and run again. It then produces the same bytes
+under the same output keys (outputs are deterministic), so a late replica costs work, not
+correctness. The replicas present are found in the stream list, refreshed every
+`refresh_seconds`, so a region added later is seen without restarting anyone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, NotFoundError
+
+from pixelmesh.api import streams
+
+DELETED_OPERATIONS = ("DEL", "PURGE")
+
+
+class CompletionLookup:
+    """Finds a job's completion record in `region`'s bucket or in its replicas of the others'."""
+
+    def __init__(
+        self,
+        region: str,
+        *,
+        refresh_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._region = region
+        self._bucket = streams.completions_bucket(region)
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._replicas: tuple[tuple[str, str], ...] = ()
+        self._listed_at = float("-inf")
+
+    async def find(self, js: JetStreamContext, job_id: str) -> bytes | None:
+        """The record's bytes, or None when no region this one can see has finished the job."""
+        try:
+            entry = await js.get_last_msg(
+                streams.kv_stream(self._bucket), streams.kv_subject(self._bucket, job_id)
+            )
+        except (NotFoundError, KeyNotFoundError):
+            entry = None
+        if entry is not None and _live(entry.headers):
+            return entry.data or b""
+        for stream, bucket in await self.replicas(js):
+            try:
+                found = await js.get_last_msg(stream, streams.kv_subject(bucket, job_id))
+            except NotFoundError:
+                continue
+            if _live(found.headers):
+                return found.data or b""
+        return None
+
+    async def replicas(self, js: JetStreamContext) -> tuple[tuple[str, str], ...]:
+        """(replica stream, origin bucket) of every other region's records held here."""
+        if self._clock() - self._listed_at >= self._refresh_seconds:
+            prefix = streams.replica_stream(streams.kv_stream(streams.completions_bucket("")), self._region)
+            found = []
+            for info in await js.streams_info():
+                name = info.config.name or ""
+                if name.startswith(prefix):
+                    origin = name.removeprefix(streams.replica_stream("", self._region))
+                    found.append((name, origin.removeprefix(streams.kv_stream(""))))
+            self._replicas = tuple(sorted(found))
+            self._listed_at = self._clock()
+        return self._replicas
+
+
+def _live(headers: dict[str, str] | None) -> bool:
+    return (headers or {}).get("KV-Operation") not in DELETED_OPERATIONS
