@@ -331,7 +331,7 @@ def build_job_mirror(ref: PipelineRef, origin: str, backup: PipelineStreamSettin
     acknowledgement floor and skips jobs whose completion record exists.
     """
     return MirrorSpec(
-        name=streams.job_mirror_stream(ref, origin),
+        name=streams.job_mirror_stream(ref, origin, backup.region),
         origin=streams.job_stream(ref, origin),
         storage=backup.storage,
         replicas=backup.replicas,
@@ -346,7 +346,7 @@ def build_drain_consumer(
 ) -> ConsumerSpec:
     """The consumer the backup region's workers drain `origin`'s mirrored jobs with."""
     return ConsumerSpec(
-        stream=streams.job_mirror_stream(ref, origin),
+        stream=streams.job_mirror_stream(ref, origin, backup.region),
         durable=streams.drain_consumer(ref, origin),
         filter_subject=streams.job_subject(ref, origin),
         ack_wait_seconds=backup.ack_wait_seconds,

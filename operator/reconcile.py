@@ -105,6 +105,14 @@ class JetStreamPort(Protocol):
 
     async def publish_routing(self, home: RegionPlacement, entry: RoutingEntry) -> None: ...
 
+    async def open_drain(
+        self, backup: RegionPlacement, ref: PipelineRef, origin: str, settings: PipelineStreamSettings
+    ) -> bool: ...
+
+    async def close_drain(self, backup: RegionPlacement, ref: PipelineRef, origin: str) -> bool: ...
+
+    async def mirror_lag(self, backup: RegionPlacement, ref: PipelineRef, origin: str) -> int | None: ...
+
 
 class UnsupportedPlacementError(RuntimeError):
     """No runtime serves this region's cluster."""
@@ -224,6 +232,8 @@ class Reconciler:
     _plans: dict[PipelineRef, TrafficPlan] = field(default_factory=dict, init=False)
     _published: dict[PipelineRef, tuple[int, int]] = field(default_factory=dict, init=False)
     """(plan generation, pipeline generation) last written to the routing table."""
+    _draining: set[tuple[PipelineRef, str]] = field(default_factory=set, init=False)
+    _drains_checked: set[PipelineRef] = field(default_factory=set, init=False)
 
     def active_workers(self, region: str) -> int:
         """Ready workers of every pipeline in `region`, as last reconciled."""
@@ -307,6 +317,7 @@ class Reconciler:
         for _, region_events in results:
             events.extend(region_events)
         reports = await self._route(ref, spec, generation, [report for report, _ in results], events)
+        await self._fail_over(ref, spec=spec, topology=topology, pools=pools, reports=reports, events=events)
         kept_regions = {p.region for p in placements.regions}
         events += await self._remove_other_regions(
             ref, spec, pools, kept_regions, set(placements.missing_pools)
@@ -441,6 +452,55 @@ class Reconciler:
             except Exception as error:  # retried on the next pass; gateways keep the last table
                 logger.warning("Writing the routing table of ImagePipeline %s failed: %r", ref, error)
         return [replace(r, weight=plan.weights.get(r.region, 0)) for r in reports]
+
+    async def _fail_over(
+        self,
+        ref: PipelineRef,
+        *,
+        spec: ImagePipelineSpec,
+        topology: Topology,
+        pools: Mapping[str, RegionPoolSpec],
+        reports: list[RegionReport],
+        events: list[EventNote],
+    ) -> None:
+        """Open a drain in the backup of every failed region; close it once the region is back.
+
+        Under `durability: regional` the backup drains the failed region's jobs from its mirror.
+        A drain is closed only when the region is no longer Failed: its own workers then take the
+        jobs left in its stream, skipping those the backup finished (their completion records are
+        replicated back).
+        """
+        if spec.durability is not Durability.REGIONAL:
+            return
+        for report in reports:
+            origin = report.region
+            backup = backup_placement(origin, topology, pools)
+            if backup is None:
+                continue
+            lag = await self.jetstream.mirror_lag(backup, ref, origin)
+            if lag is not None:
+                metrics.MIRROR_LAG.labels(ref.namespace, ref.name, origin, backup.region).set(lag)
+            failed = self._region_phases.get(origin) == RegionPhase.FAILED
+            key = (ref, origin)
+            try:
+                if failed and await self.jetstream.open_drain(
+                    backup, ref, origin, pipeline_stream_settings(spec, backup)
+                ):
+                    message = (
+                        f"Region {origin} failed: region {backup.region} drains its jobs from the mirror."
+                    )
+                    events.append(EventNote("Warning", Reason.DRAINING, message))
+                    logger.warning("ImagePipeline %s: %s", ref, message)
+                    self._draining.add(key)
+                elif not failed and (key in self._draining or ref not in self._drains_checked):
+                    if await self.jetstream.close_drain(backup, ref, origin):
+                        message = f"Region {origin} is back: the drain in region {backup.region} stopped."
+                        events.append(EventNote("Normal", Reason.DRAIN_STOPPED, message))
+                        logger.info("ImagePipeline %s: %s", ref, message)
+                    self._draining.discard(key)
+            except (RegionUnreachableError, JetStreamRefusedError) as error:
+                logger.warning("The drain of region %s for ImagePipeline %s: %s", origin, ref, error)
+        self._drains_checked.add(ref)
 
     async def _remove_other_regions(
         self,

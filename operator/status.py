@@ -68,6 +68,8 @@ class Reason(StrEnum):
     SCALED = "Scaled"
     DELETED = "Deleted"
     CLEANUP_FAILED = "CleanupFailed"
+    DRAINING = "Draining"
+    DRAIN_STOPPED = "DrainStopped"
 
 
 TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN

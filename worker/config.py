@@ -74,6 +74,8 @@ class WorkerConfig:
     of a failed region's jobs (its mirror here, or its cross-region stream)."""
     job_consumer: str = ""
     """The durable consumer on `job_stream`; empty: the workers' consumer."""
+    drain_check_seconds: float = 5.0
+    """How often to look for drains of failed regions the operator opened in this region."""
     worker_name: str = field(default_factory=_default_worker_name)
     """Names this worker in results, logs and the NATS connection (the pod name in Kubernetes)."""
     threads: int = 0
@@ -128,6 +130,7 @@ class WorkerConfig:
             f"{name} must be positive"
             for name in (
                 "fetch_timeout_seconds",
+                "drain_check_seconds",
                 "job_timeout_seconds",
                 "io_timeout_seconds",
                 "drain_grace_seconds",

@@ -39,6 +39,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 from pydantic import ValidationError
@@ -100,6 +101,19 @@ class ConsumerLimits:
 
     ack_wait_seconds: float
     max_deliver: int
+
+
+def source_locations(job: JobMessage, region: str) -> list[tuple[str, str]]:
+    """(stream, bucket) pairs that may hold the job's source, nearest first.
+
+    A job accepted in another region (a drain after its failover) is read from this region's
+    replica of that region's sources, and from the origin itself when the replica lags.
+    """
+    bucket = job.source_bucket or streams.sources_bucket(job.region or region)
+    origin = streams.object_stream(bucket)
+    if job.region and job.region != region and not job.source_bucket:
+        return [(streams.replica_stream(origin, region), bucket), (origin, bucket)]
+    return [(origin, bucket)]
 
 
 class JobConsumer:
@@ -520,24 +534,28 @@ class JobConsumer:
     async def _load_source(self, job: JobMessage) -> bytes:
         """The job's source bytes (`pixelmesh.objectstore.read_object`: nats-py's `get` stalls on
         flow control); a missing source fails the job, anything else (timeout, corrupt) retries it."""
-        assert self._sources is not None
-        bucket = streams.sources_bucket(self._config.region)
-        try:
-            data = await read_object(
-                self._js,
-                stream=streams.object_stream(bucket),
-                bucket=bucket,
-                name=job.source_key,
-                timeout=self._config.io_timeout_seconds,
-            )
-        except ObjectNotFoundError as exc:
-            raise PermanentError(
-                FailureReason.SOURCE_MISSING, f"source {job.source_key} is not in the source store"
-            ) from exc
-        except Exception as exc:
-            raise RetryableError(f"cannot load source {job.source_key}: {describe(exc)}") from exc
-        self._metrics.bytes_in.inc(len(data))
-        return data
+        unreachable: list[str] = []
+        for stream, bucket in source_locations(job, self._config.region):
+            try:
+                data = await read_object(
+                    self._js,
+                    stream=stream,
+                    bucket=bucket,
+                    name=job.source_key,
+                    timeout=self._config.io_timeout_seconds,
+                )
+            except (ObjectNotFoundError, NotFoundError):
+                continue
+            except Exception as exc:  # a failed origin region, a timeout, a corrupt copy: retried
+                unreachable.append(f"{stream}: {describe(exc)}")
+                continue
+            self._metrics.bytes_in.inc(len(data))
+            return data
+        if unreachable:
+            raise RetryableError(f"cannot load source {job.source_key}: {'; '.join(unreachable)}")
+        raise PermanentError(
+            FailureReason.SOURCE_MISSING, f"source {job.source_key} is not in the source store"
+        )
 
     async def _acquire_thread(self) -> bool:
         """Wait for a libvips thread; False if shutdown began first (the job is then released)."""

@@ -29,7 +29,9 @@ from pixelmesh.api.messages import PipelineRevision
 from pixelmesh.worker import metrics
 from pixelmesh.worker.config import WorkerConfig
 from pixelmesh.worker.consumer import JobConsumer, RunPipeline
+from pixelmesh.worker.drains import DrainWatcher
 from pixelmesh.worker.health import HealthServer, Readiness
+from pixelmesh.worker.libvips import configure_libvips
 from pixelmesh.worker.outcome import describe
 from pixelmesh.worker.pipeline import run_pipeline
 
@@ -96,6 +98,7 @@ class WorkerService:
         """Set once the health server listens (`health_port` is then known)."""
         self.nc: NatsClient | None = None
         self.consumer: JobConsumer | None = None
+        self.drains: DrainWatcher | None = None
         self._run_pipeline = run
         self._health = HealthServer(
             host=config.metrics_host,
@@ -122,6 +125,7 @@ class WorkerService:
     async def run(self) -> int:
         config, revision = self.config, self.revision
         pipeline_metrics = metrics.WorkerMetrics(str(revision.ref), config.region)
+        configure_libvips(concurrency=config.effective_vips_concurrency)
         metrics.THREADS.set(config.effective_threads)
         metrics.BUILD.info({"pipeline": str(revision.ref), "generation": str(revision.generation)})
         metrics.watch_libvips_memory()
@@ -134,15 +138,23 @@ class WorkerService:
             self.nc = nc = await _until_stopped(_connect(config, self.stopping), self.stopping)
             if nc is None:
                 return 0
-            self.consumer = consumer = JobConsumer(
-                config=config,
-                revision=revision,
-                nc=nc,
-                executor=executor,
-                metrics=pipeline_metrics,
-                run=self._run_pipeline,
+
+            def make_consumer(settings: WorkerConfig) -> JobConsumer:
+                return JobConsumer(
+                    config=settings,
+                    revision=revision,
+                    nc=nc,
+                    executor=executor,
+                    metrics=pipeline_metrics,
+                    run=self._run_pipeline,
+                )
+
+            self.consumer = consumer = make_consumer(config)
+            self.drains = drains = DrainWatcher(
+                config, revision.ref, nc.jetstream(), make_consumer, interval=config.drain_check_seconds
             )
             consuming = asyncio.create_task(consumer.run(), name="consumer")
+            watching = asyncio.create_task(drains.run(self.stopping), name="drains")
             waiting = asyncio.create_task(self.stopping.wait())
             await asyncio.wait({consuming, waiting}, return_when=asyncio.FIRST_COMPLETED)
             stopped_at = time.monotonic()
@@ -150,6 +162,8 @@ class WorkerService:
             consumer.stop()
             await consuming  # returns as soon as the fetch loop sees the stop
             budget = max(config.drain_grace_seconds - CONNECTION_DRAIN_SECONDS, 1.0)
+            await watching
+            await drains.stop(grace=budget)
             finished = await consumer.finish(grace=budget)
             remaining = max(config.drain_grace_seconds - (time.monotonic() - stopped_at), 1.0)
             try:

@@ -416,14 +416,21 @@ async def ensure_pipeline_resources(
 
 
 async def delete_pipeline_resources(
-    js: JetStreamContext, ref: PipelineRef, region: str, *, keep_outputs: bool = False
+    js: JetStreamContext,
+    ref: PipelineRef,
+    region: str,
+    *,
+    backup: str | None = None,
+    keep_outputs: bool = False,
 ) -> None:
     """Delete the pipeline's job stream in `region` (and with it the consumer), the mirror of it
-    in the backup region, and, unless kept, its outputs.
+    in `backup`, and, unless kept, its outputs.
 
     Absent resources are fine: deleting twice is not an error.
     """
-    doomed = [streams.job_stream(ref, region), streams.job_mirror_stream(ref, region)]
+    doomed = [streams.job_stream(ref, region)]
+    if backup is not None:
+        doomed.append(streams.job_mirror_stream(ref, region, backup))
     if not keep_outputs:
         doomed.append(streams.object_stream(streams.outputs_bucket(ref, region)))
     for name in doomed:

@@ -41,6 +41,7 @@ from pixelmesh.operator.jetstream import (
     ChangeKind,
     PipelineStreamSettings,
     RegionBucketSettings,
+    build_drain_consumer,
     build_job_mirror,
 )
 from pixelmesh.operator.status import ProbeResult
@@ -194,6 +195,32 @@ class NatsJetStream:
         spec = build_job_mirror(ref, origin, settings)
         change = await _unreachable_as(backup, provisioning.ensure_mirror(js, spec))
         return {} if change.kind is ChangeKind.NONE else {spec.name: change.kind.value}
+
+    async def open_drain(
+        self, backup: RegionPlacement, ref: PipelineRef, origin: str, settings: PipelineStreamSettings
+    ) -> bool:
+        """Make sure the drain consumer of `origin`'s mirror exists in `backup`; True if it was created."""
+        js = await self._js(backup)
+        spec = build_drain_consumer(ref, origin, settings)
+        change = await _unreachable_as(backup, provisioning.ensure_consumer(js, spec))
+        return change.kind is ChangeKind.CREATE
+
+    async def close_drain(self, backup: RegionPlacement, ref: PipelineRef, origin: str) -> bool:
+        """Delete the drain consumer of `origin`'s mirror in `backup`; True if there was one."""
+        js = await self._js(backup)
+        mirror = streams.job_mirror_stream(ref, origin, backup.region)
+        return await _unreachable_as(
+            backup, provisioning.delete_consumer_if_present(js, mirror, streams.drain_consumer(ref, origin))
+        )
+
+    async def mirror_lag(self, backup: RegionPlacement, ref: PipelineRef, origin: str) -> int | None:
+        """Messages of `origin`'s job stream its mirror in `backup` has not copied yet; None if unknown."""
+        try:
+            js = await self._js(backup)
+            info = await js.stream_info(streams.job_mirror_stream(ref, origin, backup.region))
+        except BACKLOG_ERRORS:
+            return None
+        return int(info.mirror.lag or 0) if info.mirror is not None else None
 
     async def publish_routing(self, home: RegionPlacement, entry: RoutingEntry) -> None:
         """Write a pipeline's routing entry in the operator's own region; the others mirror it."""

@@ -109,9 +109,20 @@ def worker_consumer(ref: PipelineRef) -> str:
     return f"workers_{token(ref)}"
 
 
-def job_mirror_stream(ref: PipelineRef, origin: str) -> str:
-    """The mirror of `origin`'s job stream, held in `origin`'s backup region."""
-    return f"PIXELMESH_MIRROR_{origin}_{token(ref)}"
+MIRROR_PREFIX = "PIXELMESH_MIRROR_"
+
+
+def job_mirror_stream(ref: PipelineRef, origin: str, backup: str) -> str:
+    """The mirror of `origin`'s job stream, held in its backup region `backup`."""
+    return f"{MIRROR_PREFIX}{origin}_{backup}_{token(ref)}"
+
+
+def parse_job_mirror_stream(name: str) -> tuple[str, str, str] | None:
+    """(origin, backup, pipeline token) of a job mirror's name; None for any other stream."""
+    if not name.startswith(MIRROR_PREFIX):
+        return None
+    parts = name.removeprefix(MIRROR_PREFIX).split("_", 2)
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 and all(parts) else None
 
 
 def drain_consumer(ref: PipelineRef, origin: str) -> str:

@@ -1,0 +1,116 @@
+"""Drains: take a failed region's jobs from its mirror here, alongside this region's own jobs.
+
+When a region fails, the operator creates a drain consumer on the mirror of its job stream held in
+the backup region (`streams.drain_consumer` on `streams.job_mirror_stream`), and deletes it when
+the region is back. The backup's workers look for such consumers every `interval` seconds and run
+one more `JobConsumer` per drain while it exists. So a failover needs no new Deployment and no
+rollout: the workers already running pick the drain up within one interval, and the autoscaler
+adds replicas from the drain's backlog.
+
+A drained job carries its origin region: its source is read from this region's replica of the
+origin's sources, and its completion record is checked in the replicas too, so jobs the origin
+finished before it failed are acknowledged without work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from pixelmesh.api import streams
+from pixelmesh.api.messages import PipelineRef
+from pixelmesh.worker.config import WorkerConfig
+from pixelmesh.worker.consumer import JobConsumer
+from pixelmesh.worker.outcome import describe
+
+logger = logging.getLogger(__name__)
+
+DRAIN_CHECK_SECONDS = 5.0
+
+
+async def find_drains(js: JetStreamContext, ref: PipelineRef, region: str) -> dict[str, tuple[str, str]]:
+    """Origin region -> (mirror stream, drain consumer) of every drain this region should run."""
+    found: dict[str, tuple[str, str]] = {}
+    for info in await js.streams_info():
+        parsed = streams.parse_job_mirror_stream(info.config.name or "")
+        if parsed is None:
+            continue
+        origin, backup, pipeline = parsed
+        if backup != region or pipeline != streams.token(ref):
+            continue
+        durable = streams.drain_consumer(ref, origin)
+        try:
+            await js.consumer_info(info.config.name or "", durable)
+        except NotFoundError:
+            continue
+        found[origin] = (info.config.name or "", durable)
+    return found
+
+
+class DrainWatcher:
+    """Starts and stops one `JobConsumer` per drain the operator opened for this region."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        ref: PipelineRef,
+        js: JetStreamContext,
+        make_consumer: Callable[[WorkerConfig], JobConsumer],
+        *,
+        interval: float = DRAIN_CHECK_SECONDS,
+    ) -> None:
+        self._config = config
+        self._ref = ref
+        self._js = js
+        self._make_consumer = make_consumer
+        self._interval = interval
+        self._running: dict[str, tuple[JobConsumer, asyncio.Task[None]]] = {}
+
+    @property
+    def draining(self) -> tuple[str, ...]:
+        """The origin regions being drained now."""
+        return tuple(sorted(self._running))
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Check for drains every interval until `stopping` is set."""
+        while not stopping.is_set():
+            try:
+                await self.check()
+            except Exception as exc:  # JetStream unavailable: the next check will tell
+                logger.warning("Looking for drains of pipeline %s failed: %s", self._ref, describe(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self._interval)
+
+    async def check(self) -> None:
+        drains = await find_drains(self._js, self._ref, self._config.region)
+        for origin, (stream, durable) in drains.items():
+            if origin not in self._running:
+                consumer = self._make_consumer(replace(self._config, job_stream=stream, job_consumer=durable))
+                task = asyncio.create_task(consumer.run(), name=f"drain-{origin}")
+                self._running[origin] = (consumer, task)
+                logger.info(
+                    "Draining the jobs of failed region %s for pipeline %s from %s.",
+                    origin,
+                    self._ref,
+                    stream,
+                )
+        for origin in [o for o in self._running if o not in drains]:
+            await self._stop(origin, grace=self._config.drain_grace_seconds)
+            logger.info("The drain of region %s for pipeline %s ended.", origin, self._ref)
+
+    async def stop(self, grace: float) -> None:
+        for origin in list(self._running):
+            await self._stop(origin, grace=grace)
+
+    async def _stop(self, origin: str, *, grace: float) -> None:
+        consumer, task = self._running.pop(origin)
+        consumer.stop()
+        with contextlib.suppress(Exception):
+            await task
+        await consumer.finish(grace=grace)
