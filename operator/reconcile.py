@@ -44,6 +44,7 @@ from pixelmesh.api.resources import (
 from pixelmesh.api.routing import RegionWeight as RoutingWeight
 from pixelmesh.api.routing import RoutingEntry
 from pixelmesh.operator import metrics
+from pixelmesh.operator.autoscaling.measure import WorkerTotals
 from pixelmesh.operator.builders.pipeline_file import (
     pipeline_generation,
     pipeline_revision,
@@ -51,7 +52,7 @@ from pixelmesh.operator.builders.pipeline_file import (
 )
 from pixelmesh.operator.builders.streams import pipeline_stream_settings, region_bucket_settings
 from pixelmesh.operator.errors import JetStreamRefusedError, RegionUnreachableError
-from pixelmesh.operator.federation.traffic import TrafficPlan, plan_weights, shift_policy
+from pixelmesh.operator.federation.traffic import GuardReading, TrafficPlan, plan_weights, shift_policy
 from pixelmesh.operator.jetstream import PipelineStreamSettings, RegionBucketSettings
 from pixelmesh.operator.placement import DefaultRegion, resolve_placements
 from pixelmesh.operator.runtime import WorkerObservation, WorkerRuntime
@@ -104,6 +105,10 @@ class JetStreamPort(Protocol):
     async def probe(self, placement: RegionPlacement) -> ProbeResult: ...
 
     async def publish_routing(self, home: RegionPlacement, entry: RoutingEntry) -> None: ...
+
+    async def worker_totals(
+        self, placement: RegionPlacement, ref: PipelineRef
+    ) -> tuple[WorkerTotals, ...] | None: ...
 
     async def open_drain(
         self, backup: RegionPlacement, ref: PipelineRef, origin: str, settings: PipelineStreamSettings
@@ -233,6 +238,7 @@ class Reconciler:
     _published: dict[PipelineRef, tuple[int, int]] = field(default_factory=dict, init=False)
     """(plan generation, pipeline generation) last written to the routing table."""
     _draining: set[tuple[PipelineRef, str]] = field(default_factory=set, init=False)
+    _guard_totals: dict[tuple[PipelineRef, str], tuple[int, int]] = field(default_factory=dict, init=False)
     _drains_checked: set[PipelineRef] = field(default_factory=set, init=False)
 
     def active_workers(self, region: str) -> int:
@@ -316,7 +322,15 @@ class Reconciler:
         )
         for _, region_events in results:
             events.extend(region_events)
-        reports = await self._route(ref, spec, generation, [report for report, _ in results], events)
+        guards = await self._guard_readings(ref, placements.regions)
+        reports = await self._route(
+            ref,
+            spec=spec,
+            pipeline_generation=generation,
+            reports=[report for report, _ in results],
+            guards=guards,
+            events=events,
+        )
         await self._fail_over(ref, spec=spec, topology=topology, pools=pools, reports=reports, events=events)
         kept_regions = {p.region for p in placements.regions}
         events += await self._remove_other_regions(
@@ -416,9 +430,11 @@ class Reconciler:
     async def _route(
         self,
         ref: PipelineRef,
+        *,
         spec: ImagePipelineSpec,
         pipeline_generation: int,
         reports: list[RegionReport],
+        guards: Mapping[str, GuardReading],
         events: list[EventNote],
     ) -> list[RegionReport]:
         """Plan the effective weights, write them to the routing table, and report them per region.
@@ -430,7 +446,7 @@ class Reconciler:
         plan = plan_weights(
             {r.region: r.weight for r in reports},
             routable,
-            guards={},
+            guards=guards,
             policy=shift_policy(spec),
             previous=self._plans.get(ref),
             now=time.monotonic(),
@@ -452,6 +468,26 @@ class Reconciler:
             except Exception as error:  # retried on the next pass; gateways keep the last table
                 logger.warning("Writing the routing table of ImagePipeline %s failed: %r", ref, error)
         return [replace(r, weight=plan.weights.get(r.region, 0)) for r in reports]
+
+    async def _guard_readings(
+        self, ref: PipelineRef, placements: Sequence[RegionPlacement]
+    ) -> dict[str, GuardReading]:
+        """Each region's error rate since the last pass, from its workers' running totals."""
+        readings: dict[str, GuardReading] = {}
+        for placement in placements:
+            totals = await self.jetstream.worker_totals(placement, ref)
+            if totals is None:
+                continue
+            now = (sum(t.served for t in totals), sum(t.failed for t in totals))
+            before = self._guard_totals.get((ref, placement.region))
+            self._guard_totals[(ref, placement.region)] = now
+            if before is None:
+                continue
+            served, failed = now[0] - before[0], now[1] - before[1]
+            # A restarted worker starts its totals again: a drop is not a reading.
+            if served > 0 and failed >= 0:
+                readings[placement.region] = GuardReading(error_rate=failed / served)
+        return readings
 
     async def _fail_over(
         self,

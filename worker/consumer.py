@@ -416,7 +416,8 @@ class JobConsumer:
         try:
             fate = await self._run_job(msg, fetched_at)
         finally:
-            self._meter.finished(time.monotonic(), served=fate not in (RELEASED, DUPLICATE))
+            served = fate not in (RELEASED, DUPLICATE)
+            self._meter.finished(time.monotonic(), served=served, failed=served and fate != SUCCEEDED)
 
     async def _run_job(self, msg: Msg, fetched_at: float) -> Fate:
         """Process one job and settle its message; the fate it met."""

@@ -91,7 +91,14 @@ class DrainWatcher:
         drains = await find_drains(self._js, self._ref, self._config.region)
         for origin, (stream, durable) in drains.items():
             if origin not in self._running:
-                consumer = self._make_consumer(replace(self._config, job_stream=stream, job_consumer=durable))
+                # Its own name: its service-rate reports must not overwrite the main consumer's.
+                settings = replace(
+                    self._config,
+                    job_stream=stream,
+                    job_consumer=durable,
+                    worker_name=f"{self._config.worker_name}-drain-{origin}",
+                )
+                consumer = self._make_consumer(settings)
                 task = asyncio.create_task(consumer.run(), name=f"drain-{origin}")
                 self._running[origin] = (consumer, task)
                 logger.info(

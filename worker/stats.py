@@ -31,6 +31,8 @@ class ServiceMeter:
     """Jobs served and busy time; `started`/`finished` bracket every job in hand."""
 
     served: int = 0
+    failed: int = 0
+    """Of `served`, the jobs that failed (for good or for now): a traffic shift's guard reads it."""
     _busy: float = 0.0
     _active: int = 0
     _busy_since: float | None = field(default=None, repr=False)
@@ -40,10 +42,11 @@ class ServiceMeter:
             self._busy_since = now
         self._active += 1
 
-    def finished(self, now: float, *, served: bool) -> None:
+    def finished(self, now: float, *, served: bool, failed: bool = False) -> None:
         self._active = max(0, self._active - 1)
         if served:
             self.served += 1
+            self.failed += int(failed)
         if self._active == 0 and self._busy_since is not None:
             self._busy += now - self._busy_since
             self._busy_since = None
@@ -77,6 +80,7 @@ async def report_forever(
             region=region,
             generation=revision.generation,
             served=meter.served,
+            failed=meter.failed,
             busy_seconds=round(meter.busy_seconds(time.monotonic()), 3),
             in_flight=meter.active,
             threads=threads,

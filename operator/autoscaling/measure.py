@@ -33,6 +33,7 @@ class WorkerTotals:
     worker: str
     served: int
     busy_seconds: float
+    failed: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -222,6 +222,16 @@ class NatsJetStream:
             return None
         return int(info.mirror.lag or 0) if info.mirror is not None else None
 
+    async def worker_totals(
+        self, placement: RegionPlacement, ref: PipelineRef
+    ) -> tuple[WorkerTotals, ...] | None:
+        """The latest totals of each worker of `ref` in the region; None when they cannot be read."""
+        try:
+            js = await self._js(placement)
+            return await asyncio.wait_for(_worker_totals(js, ref, placement.region), REQUEST_TIMEOUT)
+        except BACKLOG_ERRORS:
+            return None
+
     async def publish_routing(self, home: RegionPlacement, entry: RoutingEntry) -> None:
         """Write a pipeline's routing entry in the operator's own region; the others mirror it."""
         js = await self._js(home)
@@ -339,7 +349,7 @@ async def _worker_totals(js: JetStreamContext, ref: PipelineRef, region: str) ->
             except ValidationError:
                 continue
             if report.region == region:
-                found.append(WorkerTotals(report.worker, report.served, report.busy_seconds))
+                found.append(WorkerTotals(report.worker, report.served, report.busy_seconds, report.failed))
     finally:
         await watcher.stop()  # type: ignore[no-untyped-call]
     return tuple(found)

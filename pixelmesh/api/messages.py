@@ -179,6 +179,8 @@ class WorkerReport(ApiModel):
     generation: int = Field(default=0, ge=0)
     served: int = Field(default=0, ge=0)
     """Jobs that ran to an outcome (succeeded or failed), not counting skipped duplicates."""
+    failed: int = Field(default=0, ge=0)
+    """Of `served`, the jobs that failed, for good or to be retried."""
     busy_seconds: float = Field(default=0.0, ge=0.0)
     in_flight: int = Field(default=0, ge=0)
     threads: int = Field(default=0, ge=0)

@@ -58,7 +58,7 @@ async def test_reports_count_served_jobs_and_busy_time(
 
     assert report.served == JOBS
     assert report.pipeline == PIPELINE
-    assert report.region == "test"
+    assert report.region == "local"
     assert 0.0 < report.busy_seconds <= elapsed + 1.0
     rate = service_rate({report.worker: (float(report.served), report.busy_seconds)})
     assert rate is not None
