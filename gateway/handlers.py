@@ -139,7 +139,7 @@ async def receive_source(request: web.Request, entry: CatalogEntry, route: Route
     refusal = await asyncio.to_thread(check_source, data, entry.spec.input)
     if refusal is not None:
         raise ProblemError(refusal.code, refusal.detail)
-    return await app[SERVICE].store_source(route.region, data), len(data)
+    return await app[SERVICE].store_source(route, data), len(data)
 
 
 async def submit_job(request: web.Request) -> web.Response:

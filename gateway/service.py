@@ -90,6 +90,12 @@ def render_job_id(ref: PipelineRef, generation: int, source_key: str, variant: s
 class Route:
     region: RegionLink
     generation: int
+    source_bucket: str = ""
+    """Where sources of this pipeline go, when not the region's own store (`durability: geo`)."""
+
+    @property
+    def sources(self) -> str:
+        return self.source_bucket or streams.sources_bucket(self.region.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +179,11 @@ class JobService:
         generation = entry.generation
         if table is not None and table.pipeline_generation is not None:
             generation = table.pipeline_generation
-        return Route(region=self.regions.get(name), generation=generation)
+        return Route(
+            region=self.regions.get(name),
+            generation=generation,
+            source_bucket=table.source_bucket if table is not None else "",
+        )
 
     async def _load_routing(self, ref: PipelineRef) -> RoutingEntry | None:
         # The routing bucket is replicated to every region: the first reachable one will do.
@@ -206,11 +216,12 @@ class JobService:
 
     # Sources
 
-    async def store_source(self, region: RegionLink, data: bytes) -> str:
-        """Keep `data` in the region's source store under its sha256 (once); the key."""
+    async def store_source(self, route: Route, data: bytes) -> str:
+        """Keep `data` in the route's source store under its sha256 (once); the key."""
         key = hashlib.sha256(data).hexdigest()
+        region = route.region
         try:
-            store = await region.store(streams.sources_bucket(region.name))
+            store = await region.store(route.sources)
             try:
                 await store.get_info(key)
             except ObjectNotFoundError:
@@ -220,10 +231,11 @@ class JobService:
             raise _unavailable(region, "store the source", error) from error
         return key
 
-    async def source_size(self, region: RegionLink, key: str) -> int | None:
-        """The stored source's size, or None when the region does not hold it."""
+    async def source_size(self, route: Route, key: str) -> int | None:
+        """The stored source's size, or None when the route's source store does not hold it."""
+        region = route.region
         try:
-            store = await region.store(streams.sources_bucket(region.name))
+            store = await region.store(route.sources)
             info = await store.get_info(key)
         except ObjectNotFoundError:
             return None
@@ -261,6 +273,7 @@ class JobService:
             formats=formats,
             deadline=deadline,
             region=region.name,
+            source_bucket=route.source_bucket,
         )
         waiter = await self._subscribe_result(region, entry.ref, job_id) if wait > 0 else None
         try:
@@ -466,7 +479,7 @@ class JobService:
         if stored is not None:
             self.metrics.image_requests.labels("stored").inc()
             return stored
-        source_size = await self.source_size(region, source_key)
+        source_size = await self.source_size(route, source_key)
         if source_size is None:
             raise ProblemError(
                 ProblemCode.SOURCE_MISSING, f"source {source_key} is not stored in region {region.name}"

@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
+from pixelmesh.api import streams
 from pixelmesh.api.messages import PipelineRef
 from pixelmesh.api.resources import (
     DeletionPolicy,
@@ -41,8 +42,8 @@ from pixelmesh.api.resources import (
     RegionPoolSpec,
     RegionPoolStatus,
 )
+from pixelmesh.api.routing import Drain, RoutingEntry
 from pixelmesh.api.routing import RegionWeight as RoutingWeight
-from pixelmesh.api.routing import RoutingEntry
 from pixelmesh.operator import metrics
 from pixelmesh.operator.autoscaling.measure import WorkerTotals
 from pixelmesh.operator.builders.pipeline_file import (
@@ -73,7 +74,7 @@ from pixelmesh.operator.status import (
     status_patch,
     utc_now,
 )
-from pixelmesh.operator.target import RegionPlacement, Topology, WorkerDefaults, WorkerTarget
+from pixelmesh.operator.target import GeoPlacement, RegionPlacement, Topology, WorkerDefaults, WorkerTarget
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ class JetStreamPort(Protocol):
     async def worker_totals(
         self, placement: RegionPlacement, ref: PipelineRef
     ) -> tuple[WorkerTotals, ...] | None: ...
+
+    async def ensure_geo_sources(self, home: RegionPlacement, geo: GeoPlacement) -> dict[str, str]: ...
 
     async def open_drain(
         self, backup: RegionPlacement, ref: PipelineRef, origin: str, settings: PipelineStreamSettings
@@ -231,12 +234,14 @@ class Reconciler:
     default_region: DefaultRegion = field(default_factory=DefaultRegion)
     worker_defaults: WorkerDefaults = field(default_factory=WorkerDefaults)
     replicas: ReplicaPolicy = field(default_factory=MinimumReplicas)
+    geo: GeoPlacement = field(default_factory=GeoPlacement)
     _ready_workers: dict[str, dict[PipelineRef, int]] = field(default_factory=dict, init=False)
     _region_phases: dict[str, str] = field(default_factory=dict, init=False)
     """The phase of each region as its last probe left it (in memory: one operator per hub)."""
     _plans: dict[PipelineRef, TrafficPlan] = field(default_factory=dict, init=False)
-    _published: dict[PipelineRef, tuple[int, int]] = field(default_factory=dict, init=False)
-    """(plan generation, pipeline generation) last written to the routing table."""
+    _published: dict[PipelineRef, tuple[object, ...]] = field(default_factory=dict, init=False)
+    """What was last written to the routing table (weights' generation, pipeline generation,
+    sources bucket, drains)."""
     _draining: set[tuple[PipelineRef, str]] = field(default_factory=set, init=False)
     _guard_totals: dict[tuple[PipelineRef, str], tuple[int, int]] = field(default_factory=dict, init=False)
     _drains_checked: set[PipelineRef] = field(default_factory=set, init=False)
@@ -291,7 +296,7 @@ class Reconciler:
         placements = resolve_placements(spec, pools, self.default_region)
         topology = Topology.from_pools(self.default_region.region, pools)
         # Settings are validated for every region before anything is touched.
-        settings = {p.region: pipeline_stream_settings(spec, p) for p in placements.regions}
+        settings = {p.region: self._stream_settings(spec, p) for p in placements.regions}
         pipeline = spec.pipeline()
         generation = pipeline_generation(
             pipeline,
@@ -300,6 +305,17 @@ class Reconciler:
             last_generation=previous.pipeline_generation or None,
         )
         revision = pipeline_revision(ref, pipeline, generation)
+        if spec.durability is Durability.GEO:
+            try:
+                created = await self.jetstream.ensure_geo_sources(self.default_region.placement(), self.geo)
+                events += [
+                    EventNote(
+                        "Normal", "Created", f"{change.title()}d the cross-region sources store {name}."
+                    )
+                    for name, change in created.items()
+                ]
+            except (RegionUnreachableError, JetStreamRefusedError) as error:
+                logger.warning("The cross-region sources of ImagePipeline %s: %s", ref, error)
         problems = [
             Finding(Reason.POOL_NOT_FOUND, f"RegionPool {name} does not exist; its region is not served.")
             for name in placements.missing_pools
@@ -322,6 +338,9 @@ class Reconciler:
         )
         for _, region_events in results:
             events.extend(region_events)
+        drains = await self._fail_over(
+            ref, spec=spec, topology=topology, pools=pools, regions=placements.regions, events=events
+        )
         guards = await self._guard_readings(ref, placements.regions)
         reports = await self._route(
             ref,
@@ -329,9 +348,9 @@ class Reconciler:
             pipeline_generation=generation,
             reports=[report for report, _ in results],
             guards=guards,
+            drains=drains,
             events=events,
         )
-        await self._fail_over(ref, spec=spec, topology=topology, pools=pools, reports=reports, events=events)
         kept_regions = {p.region for p in placements.regions}
         events += await self._remove_other_regions(
             ref, spec, pools, kept_regions, set(placements.missing_pools)
@@ -360,7 +379,7 @@ class Reconciler:
             )
             changes |= await self.jetstream.ensure_pipeline(placement, ref, settings)
             if backup is not None and target.spec.durability is Durability.REGIONAL:
-                backup_settings = pipeline_stream_settings(target.spec, backup)
+                backup_settings = self._stream_settings(target.spec, backup)
                 changes |= await self.jetstream.ensure_job_mirror(
                     backup, ref, placement.region, backup_settings
                 )
@@ -435,9 +454,11 @@ class Reconciler:
         pipeline_generation: int,
         reports: list[RegionReport],
         guards: Mapping[str, GuardReading],
+        drains: list[Drain],
         events: list[EventNote],
     ) -> list[RegionReport]:
-        """Plan the effective weights, write them to the routing table, and report them per region.
+        """Plan the effective weights, write them and the drains to the routing table, and report
+        the weights per region.
 
         A region is routable unless its last probe left it `Failed`; a region not probed yet is
         given the benefit of the doubt (the operator just started, or the pool is new).
@@ -453,13 +474,16 @@ class Reconciler:
         )
         self._plans[ref] = plan
         events += [EventNote("Normal", plan.reason, message) for message in plan.events]
-        version = (plan.generation, pipeline_generation)
+        source_bucket = streams.sources_bucket(streams.GEO) if spec.durability is Durability.GEO else ""
+        version = (plan.generation, pipeline_generation, source_bucket, tuple(drains))
         if self._published.get(ref) != version:
             entry = RoutingEntry(
                 pipeline=ref,
                 generation=plan.generation,
                 pipeline_generation=pipeline_generation,
                 regions=[RoutingWeight(region=r, weight=w) for r, w in sorted(plan.weights.items())],
+                source_bucket=source_bucket,
+                drains=drains,
             )
             try:
                 await self.jetstream.publish_routing(self.default_region.placement(), entry)
@@ -468,6 +492,11 @@ class Reconciler:
             except Exception as error:  # retried on the next pass; gateways keep the last table
                 logger.warning("Writing the routing table of ImagePipeline %s failed: %r", ref, error)
         return [replace(r, weight=plan.weights.get(r.region, 0)) for r in reports]
+
+    def _stream_settings(self, spec: ImagePipelineSpec, placement: RegionPlacement) -> PipelineStreamSettings:
+        return pipeline_stream_settings(
+            spec, placement, self.geo if spec.durability is Durability.GEO else None
+        )
 
     async def _guard_readings(
         self, ref: PipelineRef, placements: Sequence[RegionPlacement]
@@ -496,39 +525,54 @@ class Reconciler:
         spec: ImagePipelineSpec,
         topology: Topology,
         pools: Mapping[str, RegionPoolSpec],
-        reports: list[RegionReport],
+        regions: Sequence[RegionPlacement],
         events: list[EventNote],
-    ) -> None:
-        """Open a drain in the backup of every failed region; close it once the region is back.
+    ) -> list[Drain]:
+        """The drains to run: one in the backup of every failed region, until the region is back.
 
-        Under `durability: regional` the backup drains the failed region's jobs from its mirror.
-        A drain is closed only when the region is no longer Failed: its own workers then take the
-        jobs left in its stream, skipping those the backup finished (their completion records are
-        replicated back).
+        `regional`: the backup drains the failed region's jobs from its mirror with a drain
+        consumer, opened here and deleted once the region is no longer Failed; the region's own
+        workers then take the jobs left in its stream, skipping those the backup finished (their
+        completion records are replicated back). `geo`: the failed region's stream outlives it on
+        the cross-region cluster, so the backup's workers share the region's own consumer.
+        Workers learn their drains from the routing table.
         """
-        if spec.durability is not Durability.REGIONAL:
-            return
-        for report in reports:
-            origin = report.region
+        drains: list[Drain] = []
+        for placement in regions:
+            origin = placement.region
             backup = backup_placement(origin, topology, pools)
             if backup is None:
+                continue
+            failed = self._region_phases.get(origin) == RegionPhase.FAILED
+            if spec.durability is Durability.GEO:
+                if failed:
+                    stream, consumer = streams.job_stream(ref, origin), streams.worker_consumer(ref)
+                    drains.append(
+                        Drain(origin=origin, backup=backup.region, stream=stream, consumer=consumer)
+                    )
                 continue
             lag = await self.jetstream.mirror_lag(backup, ref, origin)
             if lag is not None:
                 metrics.MIRROR_LAG.labels(ref.namespace, ref.name, origin, backup.region).set(lag)
-            failed = self._region_phases.get(origin) == RegionPhase.FAILED
             key = (ref, origin)
             try:
-                if failed and await self.jetstream.open_drain(
-                    backup, ref, origin, pipeline_stream_settings(spec, backup)
-                ):
-                    message = (
-                        f"Region {origin} failed: region {backup.region} drains its jobs from the mirror."
-                    )
-                    events.append(EventNote("Warning", Reason.DRAINING, message))
-                    logger.warning("ImagePipeline %s: %s", ref, message)
+                if failed:
+                    if await self.jetstream.open_drain(
+                        backup, ref, origin, self._stream_settings(spec, backup)
+                    ):
+                        message = f"Region {origin} failed: region {backup.region} drains its jobs."
+                        events.append(EventNote("Warning", Reason.DRAINING, message))
+                        logger.warning("ImagePipeline %s: %s", ref, message)
                     self._draining.add(key)
-                elif not failed and (key in self._draining or ref not in self._drains_checked):
+                    drains.append(
+                        Drain(
+                            origin=origin,
+                            backup=backup.region,
+                            stream=streams.job_mirror_stream(ref, origin, backup.region),
+                            consumer=streams.drain_consumer(ref, origin),
+                        )
+                    )
+                elif key in self._draining or ref not in self._drains_checked:
                     if await self.jetstream.close_drain(backup, ref, origin):
                         message = f"Region {origin} is back: the drain in region {backup.region} stopped."
                         events.append(EventNote("Normal", Reason.DRAIN_STOPPED, message))
@@ -537,6 +581,7 @@ class Reconciler:
             except (RegionUnreachableError, JetStreamRefusedError) as error:
                 logger.warning("The drain of region %s for ImagePipeline %s: %s", origin, ref, error)
         self._drains_checked.add(ref)
+        return drains
 
     async def _remove_other_regions(
         self,
@@ -548,7 +593,12 @@ class Reconciler:
     ) -> list[EventNote]:
         events: list[EventNote] = []
         for runtime in self.runtimes.all():
-            for placed in await runtime.placed(ref):
+            try:
+                found = await runtime.placed(ref)
+            except Exception as error:  # a member cluster that is down: its leftovers wait for it
+                logger.warning("Listing the workers of ImagePipeline %s in a cluster failed: %r", ref, error)
+                continue
+            for placed in found:
                 if placed.region in kept_regions or placed.pool in missing_pools:
                     continue
                 removed = await runtime.remove(ref, placed.region)

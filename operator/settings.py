@@ -45,6 +45,10 @@ class OperatorSettings:
     """Port of the liveness endpoint (`/healthz`); 0 turns it off."""
     kubeconfig: Path | None = None
     """A kubeconfig to use instead of the in-cluster service account (or the default kubeconfig)."""
+    geo_cluster: str = "geo"
+    """The NATS cluster whose servers span regions, where `durability: geo` pipelines keep their jobs."""
+    geo_replicas: int = 3
+    """Copies of a `geo` stream, one per region (the cluster's `unique_tag` spreads them)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -54,6 +58,8 @@ class OperatorSettings:
             problems.append("autoscaler_interval_seconds must be positive")
         if not self.nats_urls:
             problems.append("nats_urls must name at least one server")
+        if not 1 <= self.geo_replicas <= 5:
+            problems.append("geo_replicas must be 1-5")
         problems += [
             f"{n} must be 0-65535"
             for n in ("metrics_port", "health_port")
@@ -106,6 +112,8 @@ def parse_settings(
     parser.add_argument("--metrics-port", type=int, help="Prometheus metrics port (0: off)")
     parser.add_argument("--health-port", type=int, help="liveness port (0: off)")
     parser.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster)")
+    parser.add_argument("--geo-cluster", help="NATS cluster spanning regions, for durability: geo")
+    parser.add_argument("--geo-replicas", type=int, help="replicas of a geo stream (one per region)")
     args = parser.parse_args(None if argv is None else list(argv))
 
     values: dict[str, object] = {}

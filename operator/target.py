@@ -92,6 +92,15 @@ class Topology:
         return tuple(origin for origin, backup in self.backups if backup == region)
 
 
+@dataclass(frozen=True, slots=True)
+class GeoPlacement:
+    """Where `durability: geo` pipelines keep jobs, sources and outputs: a NATS cluster whose
+    servers span regions, with one replica per region."""
+
+    cluster: str = "geo"
+    replicas: int = 3
+
+
 DEFAULT_WORKER_IMAGE = "ghcr.io/pixelmesh/pixelmesh:0.1.0"
 
 

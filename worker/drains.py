@@ -1,9 +1,11 @@
 """Drains: take a failed region's jobs from its mirror here, alongside this region's own jobs.
 
-When a region fails, the operator creates a drain consumer on the mirror of its job stream held in
-the backup region (`streams.drain_consumer` on `streams.job_mirror_stream`), and deletes it when
-the region is back. The backup's workers look for such consumers every `interval` seconds and run
-one more `JobConsumer` per drain while it exists. So a failover needs no new Deployment and no
+When a region fails, the operator names a drain in the pipeline's routing entry: the stream and
+consumer the backup region's workers should take the failed region's jobs from (a drain consumer
+on the mirror of its job stream, under `durability: regional`; the region's own stream and
+consumer, which outlive it on the cross-region cluster, under `geo`). The backup's workers read
+their region's copy of the routing table every `interval` seconds and run one more `JobConsumer`
+per drain while it is listed. So a failover needs no new Deployment and no
 rollout: the workers already running pick the drain up within one interval, and the autoscaler
 adds replicas from the drain's backlog.
 
@@ -25,6 +27,7 @@ from nats.js.errors import NotFoundError
 
 from pixelmesh.api import streams
 from pixelmesh.api.messages import PipelineRef
+from pixelmesh.api.routing import RoutingEntry
 from pixelmesh.worker.config import WorkerConfig
 from pixelmesh.worker.consumer import JobConsumer
 from pixelmesh.worker.outcome import describe
@@ -35,22 +38,18 @@ DRAIN_CHECK_SECONDS = 5.0
 
 
 async def find_drains(js: JetStreamContext, ref: PipelineRef, region: str) -> dict[str, tuple[str, str]]:
-    """Origin region -> (mirror stream, drain consumer) of every drain this region should run."""
-    found: dict[str, tuple[str, str]] = {}
-    for info in await js.streams_info():
-        parsed = streams.parse_job_mirror_stream(info.config.name or "")
-        if parsed is None:
-            continue
-        origin, backup, pipeline = parsed
-        if backup != region or pipeline != streams.token(ref):
-            continue
-        durable = streams.drain_consumer(ref, origin)
-        try:
-            await js.consumer_info(info.config.name or "", durable)
-        except NotFoundError:
-            continue
-        found[origin] = (info.config.name or "", durable)
-    return found
+    """Origin region -> (stream, consumer) of every drain the routing table gives this region."""
+    bucket = streams.routing_bucket(region)
+    try:
+        entry = await js.get_last_msg(
+            streams.kv_stream(bucket), streams.kv_subject(bucket, streams.routing_key(ref))
+        )
+    except NotFoundError:
+        return {}
+    if (entry.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
+        return {}
+    table = RoutingEntry.model_validate_json(entry.data or b"{}")
+    return {d.origin: (d.stream, d.consumer) for d in table.drains if d.backup == region}
 
 
 class DrainWatcher:

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from pixelmesh.api.resources import ImagePipelineSpec, duration_seconds
 from pixelmesh.operator.jetstream import PipelineStreamSettings, RegionBucketSettings
-from pixelmesh.operator.target import RegionPlacement, Topology
+from pixelmesh.operator.target import GeoPlacement, RegionPlacement, Topology
 
 
-def pipeline_stream_settings(spec: ImagePipelineSpec, placement: RegionPlacement) -> PipelineStreamSettings:
+def pipeline_stream_settings(
+    spec: ImagePipelineSpec, placement: RegionPlacement, geo: GeoPlacement | None = None
+) -> PipelineStreamSettings:
+    """The region's stream settings; with `geo` (a `durability: geo` pipeline) they live on the
+    cross-region cluster instead of the region's own."""
     return PipelineStreamSettings(
-        replicas=placement.stream_replicas,
+        replicas=geo.replicas if geo else placement.stream_replicas,
         max_age_seconds=duration_seconds(spec.queue.max_age),
         max_bytes=spec.queue.max_bytes or -1,
         duplicate_window_seconds=duration_seconds(spec.queue.duplicate_window),
@@ -25,7 +29,7 @@ def pipeline_stream_settings(spec: ImagePipelineSpec, placement: RegionPlacement
         max_ack_pending=spec.retry.max_ack_pending,
         outputs_max_age_seconds=duration_seconds(spec.outputs.max_age),
         outputs_max_bytes=spec.outputs.max_bytes or -1,
-        placement_cluster=placement.placement_cluster,
+        placement_cluster=geo.cluster if geo else placement.placement_cluster,
         region=placement.region,
     )
 

@@ -39,13 +39,15 @@ from pixelmesh.operator.clients import jetstream as provisioning
 from pixelmesh.operator.errors import JetStreamRefusedError, RegionUnreachableError
 from pixelmesh.operator.jetstream import (
     ChangeKind,
+    ObjectStoreSpec,
     PipelineStreamSettings,
     RegionBucketSettings,
+    Storage,
     build_drain_consumer,
     build_job_mirror,
 )
 from pixelmesh.operator.status import ProbeResult
-from pixelmesh.operator.target import RegionPlacement
+from pixelmesh.operator.target import GeoPlacement, RegionPlacement
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +233,20 @@ class NatsJetStream:
             return await asyncio.wait_for(_worker_totals(js, ref, placement.region), REQUEST_TIMEOUT)
         except BACKLOG_ERRORS:
             return None
+
+    async def ensure_geo_sources(self, home: RegionPlacement, geo: GeoPlacement) -> dict[str, str]:
+        """The sources store of `geo` pipelines, on the cross-region cluster (any region reaches it)."""
+        js = await self._js(home)
+        spec = ObjectStoreSpec(
+            bucket=streams.sources_bucket(streams.GEO),
+            ttl_seconds=RegionBucketSettings().sources_ttl_seconds,
+            replicas=geo.replicas,
+            storage=Storage.FILE,
+            placement_cluster=geo.cluster,
+            description="Sources of durability: geo pipelines, one replica per region.",
+        )
+        change = await _unreachable_as(home, provisioning.ensure_object_store(js, spec))
+        return {} if change.kind is ChangeKind.NONE else {spec.bucket: change.kind.value}
 
     async def publish_routing(self, home: RegionPlacement, entry: RoutingEntry) -> None:
         """Write a pipeline's routing entry in the operator's own region; the others mirror it."""

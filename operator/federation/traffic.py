@@ -195,6 +195,12 @@ def plan_weights(
         )
     if previous is None:
         return TrafficPlan(dict(target), dict(target), dict(target), last_step_at=now, generation=1)
+    if not any(previous.weights.get(r, 0) for r in target):
+        # Nothing was routed to any of these regions yet (a pipeline whose pools appeared late):
+        # there is no traffic to move gradually, so the target applies at once.
+        return TrafficPlan(
+            dict(target), dict(target), dict(target), last_step_at=now, generation=previous.generation + 1
+        )
 
     plan = replace(previous, weights={r: previous.weights.get(r, 0) for r in target}, events=())
     if any(w > 0 and not routable.get(r, False) for r, w in plan.weights.items()):

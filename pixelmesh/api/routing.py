@@ -1,9 +1,10 @@
 """The routing table: where new jobs of a pipeline go, one entry per pipeline in a replicated KV bucket.
 
-The operator's traffic planner writes an entry (key `streams.routing_key(ref)` in
-`streams.ROUTING_BUCKET`) whenever the effective weights change; every gateway reads it. The entry
-carries a `generation` bumped on every change, so a reader can tell versions apart and ignore an
-older one it sees late.
+The operator's traffic planner writes an entry (key `streams.routing_key(ref)` in the routing
+bucket of its own region, mirrored into every other region) whenever the effective weights, the
+drains or the pipeline's generation change; every gateway reads it, and every worker reads the
+drains its region must run. The entry carries a `generation` bumped on every change of the
+weights, so a reader can tell versions apart and ignore an older one it sees late.
 
 `choose_region` is the gateway's policy, kept pure so it can be tested without a server: the
 caller's home region unless its weight is 0 (failed over, drained), otherwise a weighted random
@@ -33,6 +34,20 @@ class RegionWeight(ApiModel):
     """Effective weight, an integer percentage (the weights of an entry sum to 100, or all are 0)."""
 
 
+class Drain(ApiModel):
+    """A failed region's jobs, taken by its backup region's workers until the region is back."""
+
+    origin: str = Field(min_length=1, max_length=63)
+    """The failed region that accepted the jobs."""
+    backup: str = Field(min_length=1, max_length=63)
+    """The region whose workers take them."""
+    stream: str = Field(min_length=1)
+    """Where the jobs are read: the mirror of the origin's stream in the backup (`regional`), or the
+    origin's own stream, which outlives it (`geo`)."""
+    consumer: str = Field(min_length=1)
+    """The durable consumer to read them with."""
+
+
 class RoutingEntry(ApiModel):
     """The effective weights of one pipeline, as the operator last planned them."""
 
@@ -43,6 +58,11 @@ class RoutingEntry(ApiModel):
     pipeline_generation: int | None = Field(default=None, ge=0)
     """The ImagePipeline generation the workers run, when the operator knows it."""
     regions: list[RegionWeight] = Field(default_factory=list)
+    source_bucket: str = ""
+    """Where the gateway stores sources of new jobs; empty: the sources bucket of the region the job
+    goes to. Set for `durability: geo`, whose sources must outlive any one region."""
+    drains: list[Drain] = Field(default_factory=list)
+    """Failed regions' jobs being taken by their backups."""
     updated_at: datetime = Field(default_factory=utc_now)
 
     def weight_of(self, region: str) -> int | None:

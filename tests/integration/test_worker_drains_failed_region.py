@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 
 from pixelmesh.api import streams
 from pixelmesh.api.messages import JobMessage, JobResult, JobStatus, PipelineRevision
+from pixelmesh.api.routing import Drain, RegionWeight, RoutingEntry
 from pixelmesh.natsserver import NatsServer
 from pixelmesh.operator.clients.jetstream import (
     delete_consumer_if_present,
@@ -51,6 +52,12 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: fl
     while not await check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.1)
+
+
+async def write_drains(js: JetStreamContext, drains: list[Drain]) -> None:
+    entry = RoutingEntry(pipeline=PIPELINE, regions=[RegionWeight(region="r2", weight=100)], drains=drains)
+    kv = await js.key_value(streams.routing_bucket("r1"))
+    await kv.put(streams.routing_key(PIPELINE), entry.model_dump_json(by_alias=True).encode())
 
 
 async def stream_messages(js: JetStreamContext, name: str) -> int:
@@ -98,8 +105,11 @@ async def test_the_backup_drains_a_failed_regions_jobs_and_the_origin_skips_them
 
     await eventually(mirrored, "the mirror and the sources replica to catch up")
 
-    # Failover: the operator opens the drain; r2's running workers pick it up.
-    await ensure_consumer(js, build_drain_consumer(PIPELINE, "r1", r2))
+    # Failover: the operator opens the drain and names it in the routing table (written in r1, the
+    # operator's region, and mirrored into r2); r2's running workers pick it up from there.
+    drain = build_drain_consumer(PIPELINE, "r1", r2)
+    await ensure_consumer(js, drain)
+    await write_drains(js, [Drain(origin="r1", backup="r2", stream=drain.stream, consumer=drain.durable)])
     revision = PipelineRevision(
         namespace=PIPELINE.namespace, name=PIPELINE.name, generation=1, spec=THREE_VARIANTS
     )
@@ -124,6 +134,7 @@ async def test_the_backup_drains_a_failed_regions_jobs_and_the_origin_skips_them
     assert {o.bucket for r in results for o in r.outputs} == {streams.outputs_bucket(PIPELINE, "r2")}
 
     # Failback: the drain closes, r1's workers come back and find every job done elsewhere.
+    await write_drains(js, [])
     assert await delete_consumer_if_present(js, mirror.name, streams.drain_consumer(PIPELINE, "r1"))
     r1_completions = streams.kv_stream(streams.completions_bucket("r1"))
     replica_of_r2 = streams.replica_stream(r2_completions, "r1")

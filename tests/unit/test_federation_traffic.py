@@ -138,3 +138,18 @@ def test_weights_always_sum_to_100_over_a_random_walk() -> None:
         plan = plan_weights(spec, routable, guards={}, policy=POLICY, previous=plan, now=step * 30.0)
         assert sum(plan.weights.values()) == 100
         assert all(w >= 0 for w in plan.weights.values())
+
+
+def test_regions_that_carried_no_traffic_yet_get_the_spec_weights_at_once() -> None:
+    # A pipeline whose pools appeared after its first pass: nothing is routed yet, nothing to shift.
+    first = plan_weights({}, {}, guards={}, policy=ShiftPolicy(step_percent=10), previous=None, now=0.0)
+    plan = plan_weights(
+        {"eu": 60, "us": 40},
+        {"eu": True, "us": True},
+        guards={},
+        policy=ShiftPolicy(step_percent=10),
+        previous=first,
+        now=1.0,
+    )
+    assert plan.weights == {"eu": 60, "us": 40}
+    assert plan.generation > first.generation
