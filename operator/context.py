@@ -2,31 +2,30 @@
 
 Built once per `run` (tests run several operators in one process, one after another), handed to
 the kopf handlers by closure, closed when the operator stops. The reconciler and the autoscaler
-share the runtimes and the NATS connections; the autoscaler is the reconciler's replica policy.
+share the runtimes (the own cluster's and every member cluster's) and the NATS connections; the
+autoscaler is the reconciler's replica policy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 from dataclasses import dataclass, field
 
 import kubernetes.client
 
-from pixelmesh.api.resources import SecretKeyRef
 from pixelmesh.operator.autoscaler import Autoscaler
-from pixelmesh.operator.clients.kube import SECRET, KubeClient, load_configuration
+from pixelmesh.operator.clients.kube import KubeClient, load_configuration
+from pixelmesh.operator.clients.members import MemberClusters, SecretKeyMissingError, secret_key_reader
 from pixelmesh.operator.clients.nats import NatsJetStream, RegionConnections
 from pixelmesh.operator.clients.pipeline_status import KubeScalingReporter
 from pixelmesh.operator.placement import DefaultRegion
-from pixelmesh.operator.reconcile import Reconciler, SingleRuntime
+from pixelmesh.operator.reconcile import Reconciler
 from pixelmesh.operator.runtime.kubernetes import KubernetesRuntime
+from pixelmesh.operator.runtime.members import MemberRuntimes
 from pixelmesh.operator.settings import OperatorSettings
-from pixelmesh.operator.target import WorkerDefaults
+from pixelmesh.operator.target import GeoPlacement, WorkerDefaults
 
-
-class SecretKeyMissingError(LookupError):
-    """A Secret named by a RegionPool does not exist or lacks the key."""
+__all__ = ["OperatorContext", "SecretKeyMissingError", "build_context"]
 
 
 @dataclass
@@ -37,6 +36,8 @@ class OperatorContext:
     connections: RegionConnections
     reconciler: Reconciler
     autoscaler: Autoscaler
+    members: MemberClusters
+    """The member clusters' clients; also answers whether a region's API server is reachable."""
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, key: str) -> asyncio.Lock:
@@ -45,22 +46,17 @@ class OperatorContext:
 
     async def close(self) -> None:
         await self.connections.close()
+        self.members.close()
         self.kube.close()
 
 
 def build_context(settings: OperatorSettings) -> OperatorContext:
     configuration = load_configuration(settings.kubeconfig)
     kube = KubeClient(configuration)
-
-    async def read_secret_key(ref: SecretKeyRef) -> bytes:
-        secret = await kube.get(SECRET, ref.namespace, ref.name)
-        data = (secret or {}).get("data") or {}
-        if ref.key not in data:
-            raise SecretKeyMissingError(f"Secret {ref.namespace}/{ref.name} has no key {ref.key}")
-        return base64.b64decode(data[ref.key])
-
+    read_secret_key = secret_key_reader(kube)
     connections = RegionConnections(credentials=read_secret_key)
-    runtimes = SingleRuntime(KubernetesRuntime(kube, credentials=read_secret_key))
+    members = MemberClusters(kube, read_secret_key)
+    runtimes = MemberRuntimes(KubernetesRuntime(kube, credentials=read_secret_key), members)
     jetstream = NatsJetStream(connections)
     locks: dict[str, asyncio.Lock] = {}
 
@@ -83,5 +79,7 @@ def build_context(settings: OperatorSettings) -> OperatorContext:
             log_format=settings.worker_log_format,
         ),
         replicas=autoscaler,
+        geo=GeoPlacement(cluster=settings.geo_cluster, replicas=settings.geo_replicas),
+        clusters=members,
     )
-    return OperatorContext(settings, configuration, kube, connections, reconciler, autoscaler, locks)
+    return OperatorContext(settings, configuration, kube, connections, reconciler, autoscaler, members, locks)

@@ -15,7 +15,9 @@ a missing verb fails a test instead of a production rollout. Each rule says why 
 - CustomResourceDefinitions: kopf watches them to notice resources appearing; the operator reads
   the Prometheus Operator's ServiceMonitor CRD and KEDA's ScaledObject CRD to know whether to emit
   those objects.
-- Namespaces: kopf lists and watches them to follow the namespaces it serves.
+- Namespaces: kopf lists and watches them to follow the namespaces it serves; in a member cluster
+  the operator creates a pipeline's namespace when it is missing (read first, never deleted). The
+  same rules are bound in every member cluster, to the identity its kubeconfig Secret names.
 - Events: what the operator did and why something failed (kopf posts them with `create`).
 """
 
@@ -99,8 +101,8 @@ RULES: tuple[PolicyRule, ...] = (
     PolicyRule(
         ("",),
         ("namespaces",),
-        ("list", "watch"),
-        "kopf follows the namespaces it serves (when the operator is limited to some of them)",
+        ("get", "list", "watch", "create"),
+        "kopf follows the namespaces it serves; a pipeline's namespace is created in member clusters",
     ),
     PolicyRule(
         ("",),

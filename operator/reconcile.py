@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from pixelmesh.api import streams
 from pixelmesh.api.messages import PipelineRef
 from pixelmesh.api.resources import (
+    ClusterRef,
     DeletionPolicy,
     Durability,
     ImagePipelineSpec,
@@ -41,6 +42,7 @@ from pixelmesh.api.resources import (
     RegionPhase,
     RegionPoolSpec,
     RegionPoolStatus,
+    duration_seconds,
 )
 from pixelmesh.api.routing import Drain, RoutingEntry
 from pixelmesh.api.routing import RegionWeight as RoutingWeight
@@ -120,6 +122,12 @@ class JetStreamPort(Protocol):
     async def close_drain(self, backup: RegionPlacement, ref: PipelineRef, origin: str) -> bool: ...
 
     async def mirror_lag(self, backup: RegionPlacement, ref: PipelineRef, origin: str) -> int | None: ...
+
+
+class ClusterProbe(Protocol):
+    """Whether a region's Kubernetes API server answers (`clients.members.MemberClusters`)."""
+
+    async def api_reachable(self, cluster: ClusterRef | None, timeout: float) -> tuple[bool, str]: ...  # noqa: ASYNC109 - mirrors MemberClusters
 
 
 class UnsupportedPlacementError(RuntimeError):
@@ -235,6 +243,8 @@ class Reconciler:
     worker_defaults: WorkerDefaults = field(default_factory=WorkerDefaults)
     replicas: ReplicaPolicy = field(default_factory=MinimumReplicas)
     geo: GeoPlacement = field(default_factory=GeoPlacement)
+    clusters: ClusterProbe | None = None
+    """Probes the API servers of regions in other clusters; None: only NATS is probed."""
     _ready_workers: dict[str, dict[PipelineRef, int]] = field(default_factory=dict, init=False)
     _region_phases: dict[str, str] = field(default_factory=dict, init=False)
     """The phase of each region as its last probe left it (in memory: one operator per hub)."""
@@ -715,6 +725,11 @@ class Reconciler:
         topology = Topology.from_pools(self.default_region.region, {**(pools or {}), name: pool})
         placement = RegionPlacement.from_pool(name, pool, pool.weight)
         probe = await self.jetstream.probe(placement)
+        if probe.ok and self.clusters is not None and pool.cluster is not None:
+            timeout = duration_seconds(pool.failover.probe_timeout)
+            reachable, message = await self.clusters.api_reachable(pool.cluster, timeout)
+            if not reachable:
+                probe = replace(probe, api_reachable=False, message=message)
         events: list[EventNote] = []
         if probe.ok:
             try:

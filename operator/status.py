@@ -69,6 +69,7 @@ class Reason(StrEnum):
     DELETED = "Deleted"
     CLEANUP_FAILED = "CleanupFailed"
     DRAINING = "Draining"
+    API_SERVER_UNREACHABLE = "ApiServerUnreachable"
     DRAIN_STOPPED = "DrainStopped"
 
 
@@ -428,10 +429,12 @@ class ProbeResult:
     jetstream_available: bool
     round_trip_seconds: float | None = None
     message: str = ""
+    api_reachable: bool = True
+    """The region's Kubernetes API server answered (its workers can be steered)."""
 
     @property
     def ok(self) -> bool:
-        return self.nats_reachable and self.jetstream_available
+        return self.nats_reachable and self.jetstream_available and self.api_reachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,7 +508,12 @@ def pool_status(previous: RegionPoolStatus, findings: PoolFindings) -> RegionPoo
             f"Probes succeed again ({successes} of {findings.recovery_threshold} needed to recover).",
         )
     else:
-        reason = Reason.NATS_UNREACHABLE if not probe.nats_reachable else Reason.JETSTREAM_UNAVAILABLE
+        if not probe.nats_reachable:
+            reason = Reason.NATS_UNREACHABLE
+        elif not probe.jetstream_available:
+            reason = Reason.JETSTREAM_UNAVAILABLE
+        else:
+            reason = Reason.API_SERVER_UNREACHABLE
         ready = (ConditionStatus.FALSE, reason, probe.message)
     conditions = set_condition(conditions, ConditionType.READY, *ready, generation=generation, now=now)
     round_trip = round(probe.round_trip_seconds * 1000.0, 1) if probe.round_trip_seconds is not None else None

@@ -8,6 +8,10 @@ A ServiceMonitor is built only while the Prometheus Operator's CRD exists, a KED
 while KEDA's does and the pipeline chose `autoscaling.engine: keda` (each CRD checked once a minute).
 A pipeline that goes back to the built-in engine loses its ScaledObject, so KEDA and the operator
 never both write `spec.replicas`.
+
+In a member cluster (`create_namespaces=True`) the pipeline's namespace may not exist: it is
+created, labelled as PixelMesh's, and never deleted (other things may live in it by then). Known
+namespaces are remembered, so a pass costs no extra read; a create refused with 404 forgets it.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ OPTIONAL_KINDS = {
 """Children whose kind exists only where another operator's CRD is installed."""
 
 CredentialsLoader = Callable[[SecretKeyRef], Awaitable[bytes]]
+NAMESPACE = k8s.Kind("v1", "Namespace", "namespaces", namespaced=False)
 
 
 def observe_deployment(deployment: KubeObject | None) -> WorkerObservation:
@@ -78,10 +83,41 @@ class _CrdCache:
 class KubernetesRuntime:
     """Writes a pipeline's children into one cluster."""
 
-    def __init__(self, kube: k8s.KubeClient, *, credentials: CredentialsLoader | None = None) -> None:
+    def __init__(
+        self,
+        kube: k8s.KubeClient,
+        *,
+        credentials: CredentialsLoader | None = None,
+        create_namespaces: bool = False,
+    ) -> None:
         self._kube = kube
         self._credentials = credentials
         self._crds: dict[str, _CrdCache] = {}
+        self._create_namespaces = create_namespaces
+        self._namespaces: set[str] = set()
+        """Namespaces known to exist (only tracked when this runtime creates them)."""
+
+    async def _ensure_namespace(self, namespace: str) -> list[RuntimeAction]:
+        if not self._create_namespaces or namespace in self._namespaces:
+            return []
+        actions = []
+        if await self._kube.get(NAMESPACE, None, namespace) is None:
+            body = {
+                "apiVersion": NAMESPACE.api_version,
+                "kind": NAMESPACE.kind,
+                "metadata": {
+                    "name": namespace,
+                    "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_PART_OF: names.PART_OF},
+                },
+            }
+            try:
+                await self._kube.create(NAMESPACE, body)
+                actions.append(RuntimeAction("Created", NAMESPACE.kind, namespace))
+            except k8s.KubeError as error:
+                if not error.conflict:  # created meanwhile by someone else: as good
+                    raise
+        self._namespaces.add(namespace)
+        return actions
 
     async def _crd_available(self, crd: str) -> bool:
         cache = self._crds.setdefault(crd, _CrdCache())
@@ -104,9 +140,9 @@ class KubernetesRuntime:
         )
 
     async def apply(self, target: WorkerTarget, replicas: int) -> Applied:
-        actions: list[RuntimeAction] = []
         deployment: KubeObject | None = None
         options = await self._options(target)
+        actions = await self._ensure_namespace(target.ref.namespace)
         for desired in build_children(target, options):
             kind = k8s.KINDS[desired["kind"]]
             name = desired["metadata"]["name"]
@@ -117,7 +153,12 @@ class KubernetesRuntime:
                 body = desired
                 if kind is k8s.DEPLOYMENT:
                     body = {**desired, "spec": {**desired["spec"], "replicas": replicas}}
-                result = await self._kube.create(kind, body)
+                try:
+                    result = await self._kube.create(kind, body)
+                except k8s.KubeError as error:
+                    if error.not_found:  # the namespace went away since it was checked
+                        self._namespaces.discard(target.ref.namespace)
+                    raise
                 actions.append(RuntimeAction("Created", kind.kind, name))
             elif plan.action is ChildAction.PATCH:
                 result = await self._kube.patch(kind, target.ref.namespace, name, plan.body)
