@@ -101,6 +101,12 @@ class NatsServerConfig:
     """Largest message; object-store chunks and job messages stay well below it."""
     cluster: ClusterConfig | None = None
     gateway: GatewayConfig | None = None
+    tags: tuple[str, ...] = ()
+    """Server tags (`server_tags`), e.g. `region:eu-west`: stream placement selects servers by them."""
+    unique_tag: str | None = None
+    """JetStream's `unique_tag` prefix, e.g. `region`: a stream's replicas go to servers whose tag
+    with this prefix differs, so an R3 stream in a cluster stretched over regions has one replica
+    per region."""
     debug: bool = False
     extra: tuple[tuple[str, Any], ...] = ()
     """Further top-level settings, for what this model does not name yet."""
@@ -162,7 +168,11 @@ def render_config(config: NatsServerConfig, *, ports_file_dir: Path | None = Non
         }
         if config.jetstream_domain:
             jetstream["domain"] = config.jetstream_domain
+        if config.unique_tag:
+            jetstream["unique_tag"] = config.unique_tag
         rendered["jetstream"] = jetstream
+    if config.tags:
+        rendered["server_tags"] = list(config.tags)
     if config.cluster is not None:
         rendered["cluster"] = {
             "name": config.cluster.name,

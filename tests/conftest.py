@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "e2e.cluster.pytest_plugin",
+    "e2e.federation.fixtures",
     "tests.fixtures.images",
     "tests.fixtures.nats",
     "tests.fixtures.kube",

@@ -16,6 +16,10 @@ ServiceAccount, so the bootstrap RBAC roles are exercised as in a real cluster.
 There is no kubelet and no scheduler: a Deployment gets its ReplicaSet and Pods,
 and the Pods stay Pending.
 
+`kill()` then `restart()` plays a control plane that is lost and comes back: the processes are
+SIGKILLed, then started again on the same ports with the same certificates, tokens and etcd data,
+so the cluster's objects (and ServiceAccount tokens issued before) survive.
+
 Test-only shortcuts, none of which changes what the API accepts or refuses: etcd
 skips fsync, the controller manager skips leader election, and the `kubernetes`
 Service gets no endpoints (nothing runs in the cluster to call it, and the only
@@ -33,6 +37,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
@@ -68,6 +73,21 @@ class _PortTakenError(ControlPlaneError):
     """A process lost its port to someone else between our probe and its bind."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Endpoints:
+    """The ports and the controller manager's token, kept so a restart listens where clients look."""
+
+    etcd: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    controller_manager_token: str
+
+    @classmethod
+    def allocate(cls) -> _Endpoints:
+        return cls(free_port(), free_port(), free_port(), free_port(), secrets.token_urlsafe(32))
+
+
 class ControlPlane:
     """etcd + kube-apiserver (+ kube-controller-manager), as a context manager.
 
@@ -96,7 +116,7 @@ class ControlPlane:
         self._admin_token = ""
         self._server = ""
         self._pki: ClusterPki | None = None
-        self._controller_manager_port = 0
+        self._endpoints: _Endpoints | None = None
         self.startup_seconds = 0.0
 
     # --- what tests use ---------------------------------------------------------------
@@ -226,6 +246,7 @@ class ControlPlane:
             self._pki = write_pki(self.directory / "pki", service_ip=SERVICE_IP)
             self._admin_token = secrets.token_urlsafe(32)
             for attempt in range(1, _START_ATTEMPTS + 1):
+                self._endpoints = _Endpoints.allocate()
                 try:
                     self._start_processes()
                     break
@@ -236,6 +257,33 @@ class ControlPlane:
                         raise
         except BaseException:
             self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        return self
+
+    def pids(self) -> list[int]:
+        """PIDs of the processes running now (etcd, API server, controller manager)."""
+        return [pid for process in self._processes if process.running() and (pid := process.pid) is not None]
+
+    def kill(self) -> None:
+        """SIGKILL every process at once, keeping the directory and etcd's data (a lost region)."""
+        for process in self._processes:
+            process.kill()
+        self._processes.clear()
+
+    def restart(self) -> ControlPlane:
+        """Start again after `kill()`: same ports, certificates, tokens and etcd data dir.
+
+        Raises `ControlPlaneError` if a port was taken meanwhile (clients could not follow a move).
+        """
+        if self._processes:
+            raise ControlPlaneError("This control plane is running; kill() it before restart().")
+        self._require(self._endpoints)
+        started = time.monotonic()
+        try:
+            self._start_processes()
+        except BaseException:
+            self._stop_processes()
             raise
         self.startup_seconds = time.monotonic() - started
         return self
@@ -269,9 +317,10 @@ class ControlPlane:
     def _start_processes(self) -> None:
         binaries = self._require(self._binaries)
         pki = self._require(self._pki)
-        etcd_port, peer_port, apiserver_port = free_port(), free_port(), free_port()
+        endpoints = self._require(self._endpoints)
+        etcd_port, peer_port, apiserver_port = endpoints.etcd, endpoints.etcd_peer, endpoints.apiserver
         self._server = f"https://127.0.0.1:{apiserver_port}"
-        controller_manager_token = secrets.token_urlsafe(32)
+        controller_manager_token = endpoints.controller_manager_token
         tokens = self.directory / "tokens.csv"
         tokens.touch(mode=0o600)
         tokens.write_text(
@@ -350,7 +399,6 @@ class ControlPlane:
     def _controller_manager(
         self, binaries: binaries_module.Binaries, pki: ClusterPki, token: str, logs: Path
     ) -> ManagedProcess:
-        self._controller_manager_port = free_port()
         kubeconfig = write_kubeconfig(
             self.directory / "controller-manager.kubeconfig",
             server=self.server,
@@ -366,7 +414,7 @@ class ControlPlane:
                 f"--authentication-kubeconfig={kubeconfig}",
                 f"--authorization-kubeconfig={kubeconfig}",
                 "--bind-address=127.0.0.1",
-                f"--secure-port={self._controller_manager_port}",
+                f"--secure-port={self._require(self._endpoints).controller_manager}",
                 f"--tls-cert-file={pki.serving_cert}",
                 f"--tls-private-key-file={pki.serving_key}",
                 # One instance per cluster: nothing to elect, and electing costs seconds.
@@ -410,7 +458,7 @@ class ControlPlane:
             return False
 
     def _controller_manager_healthy(self) -> bool:
-        url = f"https://127.0.0.1:{self._controller_manager_port}/healthz"
+        url = f"https://127.0.0.1:{self._require(self._endpoints).controller_manager}/healthz"
         return _http_ok(url, ca_cert=self.ca_cert)
 
     def _stop_processes(self) -> None:

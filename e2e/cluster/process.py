@@ -98,6 +98,12 @@ class ManagedProcess:
                 self._popen.kill()
                 self._popen.wait()
 
+    def kill(self) -> None:
+        """SIGKILL at once and reap (a crash, not a shutdown). Safe to call twice."""
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.kill()
+            self._popen.wait()
+
     def tail(self, lines: int = 20) -> str:
         try:
             text = self.log_path.read_text(errors="replace")

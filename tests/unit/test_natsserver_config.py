@@ -46,3 +46,23 @@ def test_cluster_and_gateway_blocks_join_servers_into_a_supercluster(tmp_path: P
 def test_extra_settings_pass_through(tmp_path: Path) -> None:
     rendered = render_config(NatsServerConfig(store_dir=tmp_path, extra=(("lame_duck_duration", "5s"),)))
     assert rendered["lame_duck_duration"] == "5s"
+
+
+def test_no_server_tags_or_unique_tag_are_rendered_unless_asked_for(tmp_path: Path) -> None:
+    rendered = render_config(NatsServerConfig(store_dir=tmp_path))
+    assert "server_tags" not in rendered
+    assert "unique_tag" not in rendered["jetstream"]
+
+
+def test_tags_and_unique_tag_spread_a_stretched_clusters_replicas_by_region(tmp_path: Path) -> None:
+    config = NatsServerConfig(
+        store_dir=tmp_path, server_name="geo-eu", tags=("region:eu", "zone:a"), unique_tag="region"
+    )
+    rendered = render_config(config)
+    assert rendered["server_tags"] == ["region:eu", "zone:a"]
+    assert rendered["jetstream"]["unique_tag"] == "region"
+
+
+def test_a_unique_tag_without_jetstream_renders_no_jetstream_block(tmp_path: Path) -> None:
+    rendered = render_config(NatsServerConfig(store_dir=tmp_path, jetstream=False, unique_tag="region"))
+    assert "jetstream" not in rendered
