@@ -130,6 +130,16 @@ async def submit_expect(request: web.Request) -> web.StreamResponse | None:
     return None
 
 
+HOME_REGION_HEADER = "X-PixelMesh-Home-Region"
+"""The caller's region (set by an edge that knows it); empty: route by weight alone."""
+
+
+def caller_region(request: web.Request) -> str | None:
+    """The caller's home region from the request, or None to assume this gateway's own."""
+    value = request.headers.get(HOME_REGION_HEADER)
+    return value.strip() if value is not None else None
+
+
 async def receive_source(request: web.Request, entry: CatalogEntry, route: Route) -> tuple[str, int]:
     """Read the upload, refuse a bad one, store it in the route's region: (source key, size)."""
     app = request.app
@@ -160,7 +170,7 @@ async def submit_job(request: web.Request) -> web.Response:
         earlier = await service.find(idempotency_key)
         if earlier is not None:
             return job_response(await service.wait_on(earlier, wait))
-    route = service.route(entry)
+    route = service.route(entry, caller_region(request))
     service.check_backlog(entry, route.region)
     source_key, source_size = await receive_source(request, entry, route)
     view = await service.submit(
@@ -186,7 +196,7 @@ async def store_source(request: web.Request) -> web.Response:
     service = app[SERVICE]
     app[API_KEYS].require(request.headers)
     entry = await service.pipeline(pipeline_ref(request))
-    route = service.route(entry)
+    route = service.route(entry, caller_region(request))
     key, size = await receive_source(request, entry, route)
     return json_response(StoredSource(source_key=key, size=size, region=route.region.name), status=201)
 

@@ -168,6 +168,14 @@ def openapi_document() -> dict[str, Any]:
                             "description": "Becomes the job id: a retry with the same key is the same job.",
                             "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_=-]{0,127}$"},
                         },
+                        {
+                            "name": "X-PixelMesh-Home-Region",
+                            "in": "header",
+                            "required": False,
+                            "description": "The caller's region: jobs go there unless its weight is 0. "
+                            "Empty: route by the pipeline's weights alone. Omitted: this gateway's region.",
+                            "schema": {"type": "string", "maxLength": 63},
+                        },
                     ],
                     "requestBody": UPLOAD_BODY,
                     "responses": {

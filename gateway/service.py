@@ -164,17 +164,22 @@ class JobService:
             raise ProblemError(ProblemCode.UNKNOWN_PIPELINE, f"there is no pipeline {ref}")
         return entry
 
-    def route(self, entry: CatalogEntry) -> Route:
-        """The region a new job of `entry` goes to, and the pipeline generation its workers run."""
+    def route(self, entry: CatalogEntry, home: str | None = None) -> Route:
+        """The region a new job of `entry` goes to, and the pipeline generation its workers run.
+
+        `home` is the caller's region when the request says so (`X-PixelMesh-Home-Region`; empty:
+        a caller with no region, routed by weight alone); None: this gateway's own region.
+        """
         table = self.routing.get(entry.ref)
-        name = choose_region(table, self.regions.home, self._rng, reachable=self.regions.connected_names())
+        home = self.regions.home if home is None else home
+        name = choose_region(table, home, self._rng, reachable=self.regions.connected_names())
         if name is None:
             raise ProblemError(
                 ProblemCode.NO_REGION,
                 f"no reachable region carries traffic for pipeline {entry.ref}",
                 retry_after=self.config.retry_after_seconds,
             )
-        decision = "default" if table is None else ("home" if name == self.regions.home else "weighted")
+        decision = "default" if table is None else ("home" if name == home else "weighted")
         self.metrics.routing_decisions.labels(str(entry.ref), name, decision).inc()
         generation = entry.generation
         if table is not None and table.pipeline_generation is not None:
