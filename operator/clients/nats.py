@@ -164,6 +164,10 @@ class NatsJetStream:
         self._connections = connections
         self._clock = clock
         self._buckets_checked: dict[tuple[str, RegionBucketSettings], float] = {}
+        self._ack_floors: dict[tuple[PipelineRef, str], int] = {}
+        """(pipeline, region) -> the last acknowledgement floor read of its workers' consumer."""
+        self._drains: dict[tuple[PipelineRef, str], set[str]] = {}
+        """(pipeline, backup region) -> origins drained there: their backlog is the backup's too."""
 
     async def _js(self, placement: RegionPlacement) -> JetStreamContext:
         return await self._connections.jetstream(placement)
@@ -201,15 +205,41 @@ class NatsJetStream:
     async def open_drain(
         self, backup: RegionPlacement, ref: PipelineRef, origin: str, settings: PipelineStreamSettings
     ) -> bool:
-        """Make sure the drain consumer of `origin`'s mirror exists in `backup`; True if it was created."""
+        """Make sure the drain consumer of `origin`'s mirror exists in `backup`; True if it was created.
+
+        It starts after the last acknowledgement floor read of `origin`'s workers (a mirror keeps
+        its origin's sequence numbers): jobs below it are done, and the ones above it that were
+        done too are skipped by their completion records. An existing drain is left as it is.
+        """
         js = await self._js(backup)
-        spec = build_drain_consumer(ref, origin, settings)
-        change = await _unreachable_as(backup, provisioning.ensure_consumer(js, spec))
-        return change.kind is ChangeKind.CREATE
+        self._drains.setdefault((ref, backup.region), set()).add(origin)
+        mirror = streams.job_mirror_stream(ref, origin, backup.region)
+        try:
+            await js.consumer_info(mirror, streams.drain_consumer(ref, origin))
+        except nats.js.errors.NotFoundError:
+            pass
+        except JETSTREAM_ERRORS as error:
+            raise RegionUnreachableError(
+                f"JetStream of region {backup.region} did not answer: {error!r}"
+            ) from error
+        else:
+            return False
+        floor = self._ack_floors.get((ref, origin), 0)
+        spec = build_drain_consumer(ref, origin, settings, start_sequence=floor + 1 if floor else 0)
+        await _unreachable_as(backup, provisioning.ensure_consumer(js, spec))
+        logger.info(
+            "Opened the drain of region %s in %s from sequence %d of %s.",
+            origin,
+            backup.region,
+            floor + 1,
+            mirror,
+        )
+        return True
 
     async def close_drain(self, backup: RegionPlacement, ref: PipelineRef, origin: str) -> bool:
         """Delete the drain consumer of `origin`'s mirror in `backup`; True if there was one."""
         js = await self._js(backup)
+        self._drains.get((ref, backup.region), set()).discard(origin)
         mirror = streams.job_mirror_stream(ref, origin, backup.region)
         return await _unreachable_as(
             backup, provisioning.delete_consumer_if_present(js, mirror, streams.drain_consumer(ref, origin))
@@ -270,9 +300,30 @@ class NatsJetStream:
     async def backlog(self, placement: RegionPlacement, ref: PipelineRef) -> int | None:
         """Pending + ack pending of the workers' consumer, from the stream leader; None if unknown."""
         try:
-            return await _consumer_backlog(await self._js(placement), ref, placement.region)
+            js = await self._js(placement)
+            return await self._consumer_backlog(js, ref, placement.region) + await self._drain_backlog(
+                js, ref, placement.region
+            )
         except BACKLOG_ERRORS:
             return None
+
+    async def _consumer_backlog(self, js: JetStreamContext, ref: PipelineRef, region: str) -> int:
+        """Jobs not yet done: pending plus ack pending of the workers' consumer. Its acknowledgement
+        floor is kept: a drain after the region fails starts above it."""
+        info = await js.consumer_info(streams.job_stream(ref, region), streams.worker_consumer(ref))
+        if info.ack_floor is not None and info.ack_floor.stream_seq:
+            self._ack_floors[(ref, region)] = int(info.ack_floor.stream_seq)
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    async def _drain_backlog(self, js: JetStreamContext, ref: PipelineRef, region: str) -> int:
+        """Jobs of failed regions this region drains: its workers (and the autoscaler) take them on."""
+        total = 0
+        for origin in sorted(self._drains.get((ref, region), ())):
+            info = await js.consumer_info(
+                streams.job_mirror_stream(ref, origin, region), streams.drain_consumer(ref, origin)
+            )
+            total += int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        return total
 
     async def read_queue(self, placement: RegionPlacement, ref: PipelineRef) -> QueueReading:
         """What the autoscaler reads of a pipeline in a region; None for each part that failed.
@@ -288,7 +339,8 @@ class NatsJetStream:
         backlog = last_sequence = None
         workers: tuple[WorkerTotals, ...] | None = None
         try:
-            backlog = await _consumer_backlog(js, ref, placement.region)
+            backlog = await self._consumer_backlog(js, ref, placement.region)
+            backlog += await self._drain_backlog(js, ref, placement.region)
         except BACKLOG_ERRORS as error:
             logger.debug(
                 "Reading the backlog of ImagePipeline %s in region %s failed: %r",
@@ -339,12 +391,6 @@ class NatsJetStream:
                 nats_reachable=True, jetstream_available=False, round_trip_seconds=round_trip, message=message
             )
         return ProbeResult(nats_reachable=True, jetstream_available=True, round_trip_seconds=round_trip)
-
-
-async def _consumer_backlog(js: JetStreamContext, ref: PipelineRef, region: str) -> int:
-    """Jobs not yet done: pending plus ack pending of the workers' consumer."""
-    info = await js.consumer_info(streams.job_stream(ref, region), streams.worker_consumer(ref))
-    return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
 
 async def _worker_totals(js: JetStreamContext, ref: PipelineRef, region: str) -> tuple[WorkerTotals, ...]:
