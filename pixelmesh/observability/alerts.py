@@ -51,6 +51,8 @@ ERROR_RATE_MIN_JOBS_PER_SECOND = 0.1
 """Below this traffic a handful of bad uploads is not an outage."""
 BACKLOG_FLOOR = 1000
 """A backlog smaller than this drains in moments whatever its trend: no page for it."""
+MIRROR_LAG_LIMIT = 100
+"""Jobs not yet mirrored to the backup region: what a region's loss may cost at most."""
 CAPPED_REASONS = (ScalingReason.CAPACITY_CAPPED, ScalingReason.MAXIMUM)
 """Autoscaler decisions that wanted more replicas than the pipeline or its region allow."""
 CAPPED_SHARE = 0.5
@@ -241,6 +243,27 @@ def _region_failed() -> AlertRule:
     )
 
 
+def _mirror_lagging() -> AlertRule:
+    lag = series.gauge(operator_metrics.MIRROR_LAG)
+    keys = "namespace, pipeline, region, backup"
+    return AlertRule(
+        name="PixelMeshMirrorLagging",
+        expr=f"max by ({keys}) ({lag}) > {MIRROR_LAG_LIMIT}",
+        duration="5m",
+        severity="warning",
+        summary=(
+            "Jobs of {{ $labels.namespace }}/{{ $labels.pipeline }} accepted in {{ $labels.region }}"
+            " are not reaching the mirror in {{ $labels.backup }}."
+        ),
+        description=(
+            "For 5 minutes, {{ $value | humanize }} jobs of {{ $labels.namespace }}/{{ $labels.pipeline }}"
+            " accepted in {{ $labels.region }} have not been copied to the mirror in its backup region"
+            " {{ $labels.backup }}. Under `durability: regional` they are what a loss of"
+            " {{ $labels.region }} would lose now (the RPO)."
+        ),
+    )
+
+
 def alert_rules() -> tuple[AlertRule, ...]:
     """Every PixelMesh alert, in the order the rule file lists them."""
     return (
@@ -249,6 +272,7 @@ def alert_rules() -> tuple[AlertRule, ...]:
         _dead_letters(),
         _region_degraded(),
         _region_failed(),
+        _mirror_lagging(),
         _replicas_capped(),
         _workers_not_ready(),
     )

@@ -440,6 +440,8 @@ def operator() -> Dashboard:
     writes = series.total(operator_metrics.KUBE_WRITES)
     jetstream = series.total(operator_metrics.JETSTREAM_CHANGES)
     round_trip = series.gauge(operator_metrics.REGION_ROUND_TRIP)
+    weight = series.gauge(operator_metrics.EFFECTIVE_WEIGHT)
+    mirror_lag = series.gauge(operator_metrics.MIRROR_LAG)
     desired = series.gauge(operator_metrics.DESIRED_REPLICAS)
     ready = series.gauge(operator_metrics.READY_REPLICAS)
     backlog = series.gauge(operator_metrics.BACKLOG)
@@ -531,6 +533,36 @@ def operator() -> Dashboard:
                 ),
                 unit="s",
                 width=8,
+            ),
+            Panel(
+                title="Effective weight by pipeline and region",
+                description=(
+                    "The share of new jobs the routing table sends to each region: it drops to 0 when a"
+                    " region fails and moves in steps during a traffic shift or a failback."
+                ),
+                queries=(
+                    Query(
+                        per_pipeline_region(weight),
+                        legend="{{namespace}}/{{pipeline}} {{region}}",
+                    ),
+                ),
+                unit="percent",
+                width=12,
+            ),
+            Panel(
+                title="Mirror lag (RPO of regional durability)",
+                description=(
+                    "Jobs accepted in a region and not yet copied to the mirror in its backup region:"
+                    " what losing the region now would cost."
+                ),
+                queries=(
+                    Query(
+                        f"max by (namespace, pipeline, region, backup) ({promql.selector(mirror_lag)})",
+                        legend="{{namespace}}/{{pipeline}} {{region}} -> {{backup}}",
+                    ),
+                ),
+                unit="short",
+                width=12,
             ),
         ),
     )
