@@ -44,3 +44,12 @@ def test_numbers_and_paths_are_parsed() -> None:
 def test_invalid_settings_say_what_is_wrong() -> None:
     with pytest.raises(ValueError, match="resync_seconds must be positive"):
         parse_settings(["--resync-seconds", "0"], environ={})
+
+
+def test_the_cross_region_cluster_of_geo_pipelines_is_configurable_and_checked() -> None:
+    settings = parse_settings(
+        ["--geo-replicas", "5"], environ={"PIXELMESH_OPERATOR_GEO_CLUSTER": "stretched"}
+    )
+    assert (settings.geo_cluster, settings.geo_replicas) == ("stretched", 5)
+    with pytest.raises(ValueError, match="geo_replicas"):
+        parse_settings(["--geo-replicas", "7"], environ={})

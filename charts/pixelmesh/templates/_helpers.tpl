@@ -162,6 +162,10 @@ installation's region (with nats.urls) first, then gateway.regions in name order
   value: {{ .Values.image.pullPolicy | quote }}
 - name: PIXELMESH_OPERATOR_RESYNC_SECONDS
   value: {{ .Values.operator.resyncSeconds | quote }}
+- name: PIXELMESH_OPERATOR_GEO_CLUSTER
+  value: {{ .Values.operator.geo.cluster | quote }}
+- name: PIXELMESH_OPERATOR_GEO_REPLICAS
+  value: {{ .Values.operator.geo.replicas | quote }}
 - name: PIXELMESH_OPERATOR_LOG_FORMAT
   value: json
 {{- end -}}
