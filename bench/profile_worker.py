@@ -5,7 +5,7 @@ nats-server, and feeds it jobs from a publisher on another thread, one at a time
 `pixelmesh-worker` contender does. Three views of the same jobs:
 
 - a breakdown per job: publish-to-result latency, and inside it the time in the source download
-  (`ObjectStore.get`), in `run_pipeline`, and in the outputs upload (`ObjectStore.put`), measured by
+  (`read_object`), in `run_pipeline`, and in the outputs upload (`ObjectStore.put`), measured by
   wrapping those calls in this process (the worker's code is not changed);
 - a pyinstrument profile of `run_pipeline` on the libvips thread (all jobs combined);
 - a pyinstrument profile of the event-loop thread (NATS I/O, parsing, object store, records).
@@ -44,8 +44,10 @@ from bench.workloads import BENCH_PIPELINE, Workload, pixelmesh_pipeline_spec, v
 from pixelmesh.api import streams
 from pixelmesh.api.messages import JobMessage, JobResult, JobStatus, PipelineRevision
 from pixelmesh.natsserver import NatsServer
+from pixelmesh.objectstore import put_object
 from pixelmesh.operator.clients.jetstream import ensure_pipeline_resources, ensure_region_buckets
 from pixelmesh.operator.jetstream import PipelineStreamSettings, RegionBucketSettings
+from pixelmesh.worker import consumer
 from pixelmesh.worker.config import WorkerConfig
 from pixelmesh.worker.libvips import configure_libvips
 from pixelmesh.worker.pipeline import run_pipeline
@@ -89,16 +91,16 @@ class Recorder:
 
     @contextlib.contextmanager
     def object_store_timed(self) -> Iterator[None]:
-        """Time `ObjectStore.get` (the source download) and `.put` (output uploads) in this process."""
-        original_get, original_put = ObjectStore.get, ObjectStore.put
+        """Time the source download (`read_object`) and the output uploads (`ObjectStore.put`)."""
+        original_read, original_put = consumer.read_object, ObjectStore.put
         recorder = self
 
-        async def timed_get(store: ObjectStore, *args: Any, **kwargs: Any) -> Any:
+        async def timed_read(*args: Any, **kwargs: Any) -> bytes:
             started = time.perf_counter()
             try:
-                return await original_get(store, *args, **kwargs)
+                return await original_read(*args, **kwargs)
             finally:
-                recorder.add("source_get", time.perf_counter() - started)
+                recorder.add("source_read", time.perf_counter() - started)
 
         async def timed_put(store: ObjectStore, *args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -107,12 +109,13 @@ class Recorder:
             finally:
                 recorder.add("outputs_put (concurrent, summed)", time.perf_counter() - started)
 
-        ObjectStore.get = timed_get  # type: ignore[method-assign,assignment]
+        consumer.read_object = timed_read  # type: ignore[assignment]
         ObjectStore.put = timed_put  # type: ignore[method-assign,assignment]
         try:
             yield
         finally:
-            ObjectStore.get, ObjectStore.put = original_get, original_put  # type: ignore[method-assign]
+            consumer.read_object = original_read
+            ObjectStore.put = original_put  # type: ignore[method-assign]
 
 
 def summarise(latencies: dict[str, float], phases: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -139,10 +142,9 @@ class JobFeeder:
     async def _provision(self, server_url: str) -> tuple[Any, Any]:
         nc = await nats.connect(server_url, name="bench-publisher")
         js = nc.jetstream()
-        await ensure_region_buckets(js, RegionBucketSettings())
-        await ensure_pipeline_resources(js, BENCH_PIPELINE, PipelineStreamSettings())
-        store = await js.object_store(streams.SOURCES_BUCKET)
-        await store.put(self.source_key, self.source)
+        await ensure_region_buckets(js, RegionBucketSettings(region=REGION))
+        await ensure_pipeline_resources(js, BENCH_PIPELINE, PipelineStreamSettings(region=REGION))
+        await put_object(js, bucket=streams.sources_bucket(REGION), name=self.source_key, data=self.source)
 
         async def on_result(msg: Any) -> None:
             await self._results.put(JobResult.model_validate_json(msg.data))
@@ -163,7 +165,7 @@ class JobFeeder:
         )
         started = time.perf_counter()
         await self.js.publish(
-            streams.job_subject(BENCH_PIPELINE),
+            streams.job_subject(BENCH_PIPELINE, REGION),
             job.model_dump_json(by_alias=True, exclude_none=True).encode(),
             headers={"Nats-Msg-Id": job_id},
         )
@@ -238,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = tuple(image for image in IMAGE_PLAN if image.name == args.image)
     source = (ensure_images(plan) / args.image).read_bytes()
     recorder = Recorder()
-    configure_libvips(concurrency=None)
+    configure_libvips(concurrency=None)  # the service applies the worker's own setting
     with (
         tempfile.TemporaryDirectory(prefix="pixelmesh-bench-profile-") as temp,
         NatsServer.ephemeral(root=Path(temp)) as server,

@@ -1,16 +1,16 @@
-"""`python -m bench.prototypes`: measured alternatives for the worker's hot path, outside `worker/`.
+"""`python -m bench.prototypes`: the worker's hot-path choices, measured against their alternatives.
 
-Each experiment times the worker's current way against a candidate on the bench images, on this
-machine, and prints both, so the change can be judged by its numbers before anyone touches the
-worker:
+Each experiment times the worker's way against the alternative on the bench images, on this
+machine, and prints both (docs/benchmarks.md, "Findings", records a run):
 
-- `object-read`: nats-py's `ObjectStore.get` against reading the chunks with one pull fetch.
+- `object-read`: nats-py's `ObjectStore.get` against `pixelmesh.objectstore.read_object`, for
+  sources stored in 128 KiB (nats-py's default), 512 KiB (`SOURCE_CHUNK_BYTES`) and ~1 MiB chunks.
   `get` reads through an ordered push consumer with flow control, and nats-py answers the server's
   flow-control requests from a task that polls every 0.25 s: every ~2 MB of object the transfer
   stalls for up to 250 ms. It also grows the result with `bytes +=` (quadratic copying).
-- `decode`: for a three-output workload, a `thumbnail` per output (shrink-on-load each time, what
-  raw-libvips and the worker do) against decoding once at the smallest shrink that serves every
-  output and making each output from that in-memory image.
+- `decode`: CPU for the web-set outputs of one image made by the raw-libvips loop (a `thumbnail`
+  per output, each shrinking on load), by the worker's executor with one job per output (the same
+  decodes) and with all three in one job (one shared decode at the largest usable shrink).
 - `concurrency`: libvips threads per image (`vips_concurrency`) with one and two jobs at once.
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import functools
 import hashlib
 import json
@@ -27,66 +26,47 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.corpus import IMAGE_PLAN, BenchImage, ensure_images
-from bench.workloads import Workload, libvips_save_options, libvips_thumbnail_options, scale_factor, workload
+from bench.workloads import (
+    Workload,
+    libvips_save_options,
+    libvips_thumbnail_options,
+    pixelmesh_pipeline_spec,
+    variant_names,
+    workload,
+)
+from pixelmesh.objectstore import SOURCE_CHUNK_BYTES, put_object, read_object
 
 WHITE = [255, 255, 255]
 
 
 # --- object-read -----------------------------------------------------------------------------------
 
-
-async def read_chunks_by_pull(js: Any, bucket: str, info: Any) -> bytes:
-    """The bytes of the object `info` describes, read with one ephemeral pull consumer.
-
-    Fetches all of its chunks, checks the digest like `ObjectStore.get`, and deletes the consumer
-    rather than leaving it to expire, so a busy worker does not pile consumers up on the server.
-    """
-    from nats.js import api  # noqa: PLC0415
-
-    if not info.size:
-        return b""
-    stream = f"OBJ_{bucket}"
-    config = api.ConsumerConfig(
-        ack_policy=api.AckPolicy.NONE,
-        deliver_policy=api.DeliverPolicy.ALL,
-        inactive_threshold=30.0,
-        mem_storage=True,
-    )
-    subscription = await js.pull_subscribe(f"$O.{bucket}.C.{info.nuid}", stream=stream, config=config)
-    try:
-        parts: list[bytes] = []
-        while len(parts) < info.chunks:
-            messages = await subscription.fetch(info.chunks - len(parts), timeout=10)
-            parts.extend(message.data for message in messages)
-    finally:
-        consumer = (await subscription.consumer_info()).name
-        await subscription.unsubscribe()
-        await js.delete_consumer(stream, consumer)
-    data = b"".join(parts)
-    expected = base64.urlsafe_b64decode(info.digest.split("=", 1)[1])
-    if hashlib.sha256(data).digest() != expected:
-        raise RuntimeError(f"object {info.name} of {bucket} failed its digest check")
-    return data
+CHUNK_SIZES = (128 * 1024, SOURCE_CHUNK_BYTES, 1000 * 1024)
+"""nats-py's default chunk, ours, and about the largest under nats-server's default `max_payload`."""
 
 
-async def read_object_by_pull(js: Any, bucket: str, name: str) -> bytes:
-    """An object's bytes by name, through `read_chunks_by_pull`."""
-    store = await js.object_store(bucket)
-    return await read_chunks_by_pull(js, bucket, await store.get_info(name))
+async def _timed(read: Callable[[], Awaitable[bytes]], repeats: int, expected: bytes) -> tuple[float, float]:
+    """Median wall and CPU seconds (this process) of `read`, checking what it returns."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        cpu, wall = time.process_time(), time.perf_counter()
+        got = await read()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+        assert got == expected
+    return statistics.median(walls), statistics.median(cpus)
 
 
 async def _object_read(images: Sequence[tuple[str, bytes]], repeats: int) -> list[dict[str, Any]]:
+    """nats-py's `ObjectStore.get` against `pixelmesh.objectstore.read_object`, by chunk size."""
     import nats  # noqa: PLC0415
 
-    from pixelmesh.api import streams  # noqa: PLC0415
     from pixelmesh.natsserver import NatsServer  # noqa: PLC0415
-    from pixelmesh.operator.clients.jetstream import ensure_region_buckets  # noqa: PLC0415
-    from pixelmesh.operator.jetstream import RegionBucketSettings  # noqa: PLC0415
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="pixelmesh-bench-proto-") as temp:
@@ -95,32 +75,36 @@ async def _object_read(images: Sequence[tuple[str, bytes]], repeats: int) -> lis
         try:
             nc = await nats.connect(server.url)
             js = nc.jetstream()
-            await ensure_region_buckets(js, RegionBucketSettings())
-            store = await js.object_store(streams.SOURCES_BUCKET)
+            store = await js.create_object_store("bench-sources")
             for name, data in images:
-                key = hashlib.sha256(data).hexdigest()
-                started = time.perf_counter()
-                await store.put(key, data)
-                put_ms = (time.perf_counter() - started) * 1000
-                stock, pulled = [], []
-                for _ in range(repeats):
+                for chunk in CHUNK_SIZES:
+                    key = f"{hashlib.sha256(data).hexdigest()}-{chunk}"
                     started = time.perf_counter()
-                    got = (await store.get(key)).data
-                    stock.append(time.perf_counter() - started)
-                    started = time.perf_counter()
-                    fast = await read_object_by_pull(js, streams.SOURCES_BUCKET, key)
-                    pulled.append(time.perf_counter() - started)
-                    assert got == data
-                    assert fast == data
-                rows.append(
-                    {
-                        "image": name,
-                        "mb": round(len(data) / 1e6, 2),
-                        "put_ms": round(put_ms, 1),
-                        "get_ms": round(statistics.median(stock) * 1000, 1),
-                        "pull_ms": round(statistics.median(pulled) * 1000, 1),
-                    }
-                )
+                    await put_object(js, bucket="bench-sources", name=key, data=data, chunk_bytes=chunk)
+                    put_ms = (time.perf_counter() - started) * 1000
+
+                    async def stock(key: str = key) -> bytes:
+                        return (await store.get(key)).data or b""
+
+                    async def ours(key: str = key) -> bytes:
+                        return await read_object(
+                            js, stream="OBJ_bench-sources", bucket="bench-sources", name=key, timeout=30
+                        )
+
+                    get_wall, get_cpu = await _timed(stock, repeats, data)
+                    read_wall, read_cpu = await _timed(ours, repeats, data)
+                    rows.append(
+                        {
+                            "image": name,
+                            "mb": round(len(data) / 1e6, 2),
+                            "chunk_kib": chunk // 1024,
+                            "put_object_ms": round(put_ms, 1),
+                            "get_ms": round(get_wall * 1000, 1),
+                            "get_cpu_ms": round(get_cpu * 1000, 1),
+                            "read_object_ms": round(read_wall * 1000, 1),
+                            "read_object_cpu_ms": round(read_cpu * 1000, 1),
+                        }
+                    )
             await nc.close()
         finally:
             await server.astop()
@@ -132,7 +116,7 @@ async def _object_read(images: Sequence[tuple[str, bytes]], repeats: int) -> lis
 
 
 def outputs_per_thumbnail(item: Workload, data: bytes) -> list[bytes]:
-    """The worker's way: one `thumbnail_buffer` per output, each shrinking on load."""
+    """What the raw-libvips loop does: one `thumbnail_buffer` per output, each shrinking on load."""
     import pyvips  # noqa: PLC0415
 
     encoded = []
@@ -146,27 +130,15 @@ def outputs_per_thumbnail(item: Workload, data: bytes) -> list[bytes]:
     return encoded
 
 
-def outputs_from_one_decode(item: Workload, data: bytes) -> list[bytes]:
-    """Decode once at the largest shrink-on-load that serves every output, then thumbnail from memory."""
-    import pyvips  # noqa: PLC0415
+def outputs_by_worker(item: Workload, data: bytes, *, together: bool) -> list[bytes]:
+    """The worker's executor: the workload's variants in one job (shared decode) or one job each."""
+    from pixelmesh.worker.pipeline import run_pipeline  # noqa: PLC0415
 
-    header = pyvips.Image.new_from_buffer(data, "")
-    scale = max(scale_factor(spec, header.width, header.height) for spec in item.outputs)
-    shrink = 1
-    while shrink < 8 and scale * shrink * 2 <= 1.0:
-        shrink *= 2
-    loader = str(header.get("vips-loader"))
-    options = {"shrink": shrink} if loader.startswith("jpegload") and shrink > 1 else {}
-    decoded = pyvips.Image.new_from_buffer(data, "", access="sequential", **options).copy_memory()
-    encoded = []
-    for spec in item.outputs:
-        width, thumbnail_options = libvips_thumbnail_options(spec)
-        thumb = decoded.thumbnail_image(width, **thumbnail_options)
-        if not spec.format.has_alpha and thumb.hasalpha():
-            thumb = thumb.flatten(background=WHITE)
-        suffix, save = libvips_save_options(spec)
-        encoded.append(thumb.write_to_buffer(suffix, **save))
-    return encoded
+    spec = pixelmesh_pipeline_spec()
+    names = variant_names(item)
+    if together:
+        return [output.data for output in run_pipeline(spec, data, variants=names)]
+    return [run_pipeline(spec, data, variants=[name])[0].data for name in names]
 
 
 def _cpu_and_wall(function: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -187,19 +159,17 @@ def decode_experiment(images: Sequence[tuple[str, bytes]], repeats: int) -> list
     item = workload("web-set")
     rows = []
     for name, data in images:
-        outputs_per_thumbnail(item, data)  # warm-up
-        outputs_from_one_decode(item, data)
-        per_wall, per_cpu = _cpu_and_wall(functools.partial(outputs_per_thumbnail, item, data), repeats)
-        one_wall, one_cpu = _cpu_and_wall(functools.partial(outputs_from_one_decode, item, data), repeats)
-        rows.append(
-            {
-                "image": name,
-                "per_output_ms": round(per_wall * 1000, 1),
-                "per_output_cpu_ms": round(per_cpu * 1000, 1),
-                "one_decode_ms": round(one_wall * 1000, 1),
-                "one_decode_cpu_ms": round(one_cpu * 1000, 1),
-            }
-        )
+        ways = {
+            "raw_loop": functools.partial(outputs_per_thumbnail, item, data),
+            "worker_one_job_each": functools.partial(outputs_by_worker, item, data, together=False),
+            "worker_shared": functools.partial(outputs_by_worker, item, data, together=True),
+        }
+        row: dict[str, Any] = {"image": name}
+        for way, function in ways.items():
+            function()  # warm-up
+            _, cpu = _cpu_and_wall(function, repeats)
+            row[f"{way}_cpu_ms"] = round(cpu * 1000, 1)
+        rows.append(row)
     return rows
 
 

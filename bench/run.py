@@ -45,8 +45,6 @@ from bench.workloads import WORKLOADS, Workload, workload
 
 logger = logging.getLogger("bench")
 
-PULLREAD = "pixelmesh-worker-pullread"
-"""The worker with the source-read prototype patched in (finding 1); run only when named."""
 CONTENDER_NAMES: tuple[str, ...] = (
     "raw-libvips",
     "pixelmesh-worker",
@@ -93,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--vips-concurrency",
         type=int,
         default=0,
-        help="libvips threads per image for raw-libvips and the PixelMesh workers (0: libvips' default)",
+        help="libvips threads per image for raw-libvips and the PixelMesh workers "
+        "(0: each one's default: libvips' for the loops, the worker's automatic setting)",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the JSON")
     return parser
@@ -121,16 +120,6 @@ def make_contender(
         from bench.contenders.pixelmesh_worker import PixelMeshWorkerContender  # noqa: PLC0415
 
         return PixelMeshWorkerContender(layout=layout, worker_env=worker_env, in_flight=in_flight)
-    if name == PULLREAD:
-        from bench.contenders.pixelmesh_worker import PixelMeshWorkerContender  # noqa: PLC0415
-
-        return PixelMeshWorkerContender(
-            layout=layout,
-            worker_env=worker_env,
-            in_flight=in_flight,
-            name=PULLREAD,
-            worker_module="bench.patched_worker",
-        )
     if name == "pixelmesh-gateway":
         from bench.contenders.pixelmesh_gateway import PixelMeshGatewayContender  # noqa: PLC0415
 
@@ -256,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("pyvips").setLevel(logging.WARNING)
-    unknown = [name for name in args.contenders if name not in (*CONTENDER_NAMES, PULLREAD)]
+    unknown = [name for name in args.contenders if name not in CONTENDER_NAMES]
     if unknown:
         print(f"unknown contenders {unknown}; choose from {', '.join(CONTENDER_NAMES)}", file=sys.stderr)
         return 2

@@ -65,9 +65,14 @@ from pixelmesh.gateway.views import (
     view_of_dead_letter,
     view_of_result,
 )
+from pixelmesh.objectstore import ObjectCorruptError, put_object, read_object
+from pixelmesh.objectstore import ObjectNotFoundError as StoredObjectMissingError
 from pixelmesh.records import CompletionLookup
 
 logger = logging.getLogger(__name__)
+
+OUTPUT_READ_TIMEOUT = 30.0
+"""Longest a download may take to read an output from its object store."""
 
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_=-]{0,127}$")
 
@@ -230,7 +235,8 @@ class JobService:
             try:
                 await store.get_info(key)
             except ObjectNotFoundError:
-                await store.put(key, data)
+                # Chunks published together: nats-py's `put` waits for each chunk's ack in turn.
+                await put_object(region.js, bucket=route.sources, name=key, data=data)
                 self.metrics.sources_stored.labels(region.name).inc()
         except (NatsError, APIError, OSError) as error:
             raise _unavailable(region, "store the source", error) from error
@@ -461,14 +467,20 @@ class JobService:
 
     async def read(self, stored: StoredObject) -> bytes:
         try:
-            store = await stored.region.store(stored.bucket)
-            result = await store.get(stored.key)
-        except (ObjectNotFoundError, NotFoundError) as error:
+            # Not nats-py's `get`: its flow control stalls large objects for 0.25 s at a time.
+            data = await read_object(
+                stored.region.js,
+                stream=streams.object_stream(stored.bucket),
+                bucket=stored.bucket,
+                name=stored.key,
+                timeout=OUTPUT_READ_TIMEOUT,
+            )
+        except (StoredObjectMissingError, NotFoundError) as error:
             raise ProblemError(ProblemCode.NOT_FOUND, f"output {stored.key} is no longer stored") from error
-        except (NatsError, APIError, OSError) as error:
+        except (NatsError, APIError, OSError, ObjectCorruptError) as error:
             raise _unavailable(stored.region, "read the output", error) from error
-        self.metrics.download_bytes.inc(len(result.data or b""))
-        return result.data or b""
+        self.metrics.download_bytes.inc(len(data))
+        return data
 
     # On-the-fly renders (signed URLs)
 

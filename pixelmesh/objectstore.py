@@ -21,7 +21,9 @@ in flight together instead of one round trip each.
 
 Caveat: links to other objects are not followed (PixelMesh never writes them). A mirror lags its
 origin; an object whose metadata has reached the mirror has its chunks there too, because chunks
-are written before the metadata and a mirror keeps the order.
+are written before the metadata and a mirror keeps the order. Direct gets of a replicated stream
+may be answered by a follower a moment behind its leader: chunks it lacks make the read fail as
+`ObjectCorruptError` at once (callers retry), never wait or return partial data.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 SOURCE_CHUNK_BYTES = 512 * 1024
-"""Chunk size for sources: a 12 MP photo is 7 chunks instead of 28 at nats-py's 128 KiB, which
-halves its read and upload time, and 512 KiB stays under every server's `max_payload` (nats-server's
-default is 1 MiB, headers included)."""
+"""Chunk size for sources: a 12 MP photo is 7 chunks instead of 28 at nats-py's 128 KiB (read in
+10-13 ms instead of 11-19, docs/benchmarks.md), and 512 KiB stays under every server's
+`max_payload` (nats-server's default is 1 MiB, headers included)."""
 
 DIGEST_PREFIX = "SHA-256="
 NO_MESSAGE_FOUND = 10037
@@ -129,7 +131,12 @@ async def read_object(
 
 
 async def _direct_chunks(
-    js: JetStreamContext, *, stream: str, bucket: str, info: api.ObjectInfo, wait_seconds: float
+    js: JetStreamContext,
+    *,
+    stream: str,
+    bucket: str,
+    info: api.ObjectInfo,
+    wait_seconds: float,
 ) -> list[bytes] | None:
     """Every chunk of the object, in order, with one batched direct get; None if `stream` does not
     answer direct gets (a stream without `allow_direct`, e.g. a mirror made without it)."""
@@ -173,7 +180,12 @@ async def _direct_chunks(
 
 
 async def _fetch_chunks(
-    js: JetStreamContext, *, stream: str, bucket: str, info: api.ObjectInfo, fetch_seconds: float
+    js: JetStreamContext,
+    *,
+    stream: str,
+    bucket: str,
+    info: api.ObjectInfo,
+    fetch_seconds: float,
 ) -> list[bytes]:
     """Every chunk of the object, in order, through one ephemeral pull consumer."""
     expected = info.chunks or 0

@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pixelmesh.worker.libvips import configure_libvips  # noqa: PLC0415
     from pixelmesh.worker.service import serve  # noqa: PLC0415
 
-    configure_libvips(concurrency=config.vips_concurrency or None)
+    configure_libvips(concurrency=config.effective_vips_concurrency)
     code = asyncio.run(serve(config, revision))
     if any(t.name.startswith("libvips") and t.is_alive() for t in threading.enumerate()):
         logging.shutdown()

@@ -17,8 +17,9 @@ import pyvips
 
 log = logging.getLogger(__name__)
 
-_configured = threading.Event()
 _configure_lock = threading.Lock()
+_reported: list[int] = []
+"""The threads per image last logged (empty before the first call)."""
 
 
 def configure_libvips(*, concurrency: int | None = None) -> None:
@@ -35,11 +36,12 @@ def configure_libvips(*, concurrency: int | None = None) -> None:
         pyvips.operation_block_set("VipsForeignLoadSvg", state=False)
         if concurrency is not None:
             pyvips.concurrency_set(concurrency)
-        if not _configured.is_set():
+        threads = pyvips.concurrency_get()
+        if _reported != [threads]:
             log.info(
                 "Configured libvips %s: operation cache off, untrusted loaders blocked, "
                 "%d threads per image.",
                 ".".join(str(pyvips.version(i)) for i in range(3)),
-                pyvips.concurrency_get(),
+                threads,
             )
-            _configured.set()
+            _reported[:] = [threads]

@@ -173,7 +173,7 @@ class PixelMeshStack:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    # The repository, so `-m bench.patched_worker` resolves; the workers write nothing there.
+                    # The repository, so a `worker_module` under bench/ resolves; workers write nothing there.
                     cwd=Path(__file__).resolve().parents[2],
                     start_new_session=True,
                 )
@@ -184,14 +184,14 @@ class PixelMeshStack:
         assert self.server is not None
         self.nc = await nats.connect(self.server.url, name="pixelmesh-bench", max_reconnect_attempts=-1)
         self.js = self.nc.jetstream()
-        await ensure_region_buckets(self.js, RegionBucketSettings())
-        await ensure_pipeline_resources(self.js, BENCH_PIPELINE, PipelineStreamSettings())
+        await ensure_region_buckets(self.js, RegionBucketSettings(region=REGION))
+        await ensure_pipeline_resources(self.js, BENCH_PIPELINE, PipelineStreamSettings(region=REGION))
 
     async def _wait_for_pulls(self, workers: int, within: float = 60.0) -> None:
         """Until every worker has a pull request waiting on the consumer (it is bound and idle)."""
         assert self.js is not None
         deadline = time.monotonic() + within
-        stream = streams.job_stream(BENCH_PIPELINE)
+        stream = streams.job_stream(BENCH_PIPELINE, REGION)
         consumer = streams.worker_consumer(BENCH_PIPELINE)
         while time.monotonic() < deadline:
             for index, worker in enumerate(self.workers):

@@ -1,9 +1,10 @@
 """`pixelmesh-worker`: the real worker path, from a job's publish to its result event.
 
 Sources are stored in the region's object store once, before anything is measured (an upload is the
-gateway's job and is measured there). Each lane then publishes a job for its next image with
-`Nats-Msg-Id = job id`, awaits the PubAck, and waits for the job's result event, which the worker
-publishes right after writing the completion record; the worker acks after that. So an image's
+gateway's job and is measured there), in `SOURCE_CHUNK_BYTES` chunks. Each lane then publishes a
+job for its next image with `Nats-Msg-Id = job id`, awaits the PubAck, and waits for the job's
+result event, which the worker publishes right after writing the completion record; the worker
+acks after that. So an image's
 latency covers the JetStream round trip, the fetch, loading the source from the object store,
 processing, storing every output in the outputs store, the completion record and the result.
 """
@@ -21,11 +22,12 @@ from typing import Any
 from nats.aio.msg import Msg
 
 from bench.contenders.base import Contender, RunResult, SourceImage
-from bench.contenders.pixelmesh_stack import GENERATION, PixelMeshStack, WorkerLayout
+from bench.contenders.pixelmesh_stack import GENERATION, REGION, PixelMeshStack, WorkerLayout
 from bench.verify import OutputInfo, describe_output
 from bench.workloads import BENCH_PIPELINE, Workload, variant_names
 from pixelmesh.api import streams
 from pixelmesh.api.messages import JobMessage, JobResult, JobStatus
+from pixelmesh.objectstore import ObjectNotFoundError, put_object, read_object_info
 
 NAME = "pixelmesh-worker"
 RESULT_TIMEOUT_SECONDS = 300.0
@@ -78,13 +80,18 @@ class PixelMeshWorkerContender(Contender):
 
     async def _upload(self, images: Sequence[SourceImage]) -> None:
         assert self.stack.js is not None
-        store = await self.stack.js.object_store(streams.SOURCES_BUCKET)
+        bucket = streams.sources_bucket(REGION)
         for image in images:
             if image.name in self._source_keys:
                 continue
             data = image.path.read_bytes()
             key = hashlib.sha256(data).hexdigest()
-            await store.put(key, data)
+            try:
+                await read_object_info(
+                    self.stack.js, stream=streams.object_stream(bucket), bucket=bucket, name=key
+                )
+            except ObjectNotFoundError:
+                await put_object(self.stack.js, bucket=bucket, name=key, data=data)
             self._source_keys[image.name] = (key, len(data))
 
     def processes(self) -> dict[str, list[int]]:
@@ -101,12 +108,12 @@ class PixelMeshWorkerContender(Contender):
             source_key=key,
             source_size=size,
             variants=variant_names(item),
-            region="bench",
+            region=REGION,
         )
         future: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
         self._waiting[job_id] = future
         await self.stack.js.publish(
-            streams.job_subject(BENCH_PIPELINE),
+            streams.job_subject(BENCH_PIPELINE, REGION),
             job.model_dump_json(by_alias=True, exclude_none=True).encode(),
             headers={"Nats-Msg-Id": job_id},
         )
@@ -136,7 +143,7 @@ class PixelMeshWorkerContender(Contender):
 
     async def _describe(self, results: list[JobResult]) -> list[list[OutputInfo]]:
         assert self.stack.js is not None
-        store = await self.stack.js.object_store(streams.outputs_bucket(BENCH_PIPELINE))
+        store = await self.stack.js.object_store(streams.outputs_bucket(BENCH_PIPELINE, REGION))
         described = []
         for result in results:
             infos = []

@@ -9,7 +9,7 @@ import pytest
 from bench.contenders.pixelmesh_stack import WorkerLayout, worker_environments
 from bench.corpus import IMAGE_PLAN, ImageRole, select_images
 from bench.machine import cpu_model, mem_total_bytes
-from bench.run import PULLREAD, build_parser, make_contender, rotated
+from bench.run import build_parser, rotated
 from bench.thumbor_env import render_config
 from pixelmesh.api.pipeline import InputLimits
 
@@ -125,9 +125,3 @@ def test_machine_facts_are_parsed_from_proc_text():
     assert cpu_model("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t: x\n") == "AMD EPYC 7B13"
     assert cpu_model("processor\t: 0\n") == "unknown"
     assert mem_total_bytes("MemTotal:       24683112 kB\nMemFree: 1 kB\n") == 24683112 * 1024
-
-
-def test_the_pull_read_prototype_is_a_worker_contender_with_its_own_name_and_launcher(tmp_path: Path):
-    contender = make_contender(PULLREAD, image_root=tmp_path, worker_layout="threads")
-    assert contender.name == PULLREAD
-    assert contender.settings()["worker_module"] == "bench.patched_worker"

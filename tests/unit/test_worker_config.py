@@ -77,6 +77,23 @@ def test_automatic_sizes_follow_the_available_cpus() -> None:
     assert WorkerConfig(pipeline_file=Path("p"), threads=4, concurrency=2).effective_concurrency == 4
 
 
+def test_libvips_gets_one_thread_per_image_when_the_worker_threads_cover_the_cpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("VIPS_CONCURRENCY", raising=False)
+    cpus = available_cpus()
+    assert WorkerConfig(pipeline_file=Path("p")).effective_vips_concurrency == 1
+    assert WorkerConfig(pipeline_file=Path("p"), threads=cpus).effective_vips_concurrency == 1
+    if cpus > 1:
+        assert WorkerConfig(pipeline_file=Path("p"), threads=cpus - 1).effective_vips_concurrency is None
+    assert WorkerConfig(pipeline_file=Path("p"), vips_concurrency=3).effective_vips_concurrency == 3
+
+
+def test_an_explicit_vips_concurrency_variable_is_left_to_libvips(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIPS_CONCURRENCY", "4")
+    assert WorkerConfig(pipeline_file=Path("p")).effective_vips_concurrency is None
+
+
 def test_retry_delay_follows_the_delivery_count_and_repeats_the_last() -> None:
     config = WorkerConfig(pipeline_file=Path("p"), retry_delays_seconds=(1.0, 5.0))
     assert [config.retry_delay(n) for n in (1, 2, 3, 9)] == [1.0, 5.0, 5.0, 5.0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pixelmesh.api.pipeline import Fit, Resize
 from pixelmesh.worker.colour import as_srgb_for_ink, ink, parse_hex, with_alpha_for
-from pixelmesh.worker.steps.context import UNBOUNDED, Context
+from pixelmesh.worker.steps.context import UNBOUNDED, Context, box_scale
 from pixelmesh.worker.steps.step import StepDef
 
 
@@ -44,4 +44,14 @@ def _pad_to_box(context: Context, width: int, height: int, background: str) -> N
     context.image = image.embed(left, top, width, height, extend="background", background=ink(image, colour))
 
 
-STEP = StepDef(name="resize", model=Resize, run=resize, shrinks_on_load=True)
+def load_scale(operation: Resize, source: tuple[int, int]) -> float:
+    """The fraction of the source size this resize needs: the box's, covered by `cover` and `fill`."""
+    return box_scale(
+        source,
+        (operation.width, operation.height),
+        cover=operation.fit in (Fit.COVER, Fit.FILL),
+        enlarge=operation.enlarge,
+    )
+
+
+STEP = StepDef(name="resize", model=Resize, run=resize, shrinks_on_load=True, load_scale=load_scale)

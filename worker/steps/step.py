@@ -27,5 +27,8 @@ class StepDef(Generic[OperationT]):
     run: Callable[[Context, OperationT], None]
     shrinks_on_load: bool = False
     """As the first pixel step, it decodes the source at reduced size (thumbnail, resize)."""
+    load_scale: Callable[[OperationT, tuple[int, int]], float] | None = None
+    """For a step that shrinks on load: the fraction of the (upright) source size, width x height,
+    that its input must keep for the step to give the same result (1.0 or more: full size)."""
     needs_pixels: bool = True
     """False for steps that only change settings and leave an undecoded source undecoded."""

@@ -11,7 +11,7 @@ import math
 
 from pixelmesh.api.pipeline import Crop, Thumbnail
 from pixelmesh.worker.geometry import focal_offset, gravity_offset
-from pixelmesh.worker.steps.context import UNBOUNDED, Context
+from pixelmesh.worker.steps.context import UNBOUNDED, Context, box_scale
 from pixelmesh.worker.steps.step import StepDef
 
 
@@ -53,4 +53,16 @@ def cover_size(source: tuple[int, int], box: tuple[int, int], *, enlarge: bool) 
     )
 
 
-STEP = StepDef(name="thumbnail", model=Thumbnail, run=thumbnail, shrinks_on_load=True)
+def load_scale(operation: Thumbnail, source: tuple[int, int]) -> float:
+    """The fraction of the source size this thumbnail needs: the box's, covered when it crops."""
+    return box_scale(
+        source,
+        (operation.width, operation.height),
+        cover=operation.crop is not Crop.NONE
+        or operation.gravity is not None
+        or operation.focal_point is not None,
+        enlarge=operation.enlarge,
+    )
+
+
+STEP = StepDef(name="thumbnail", model=Thumbnail, run=thumbnail, shrinks_on_load=True, load_scale=load_scale)
