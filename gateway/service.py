@@ -176,7 +176,9 @@ class JobService:
         a caller with no region, routed by weight alone); None: this gateway's own region.
         """
         table = self.routing.get(entry.ref)
-        home = self.regions.home if home is None else home
+        if home is None or (table is None and not home):
+            # No table yet gives no weights to choose by: this gateway's own region it is.
+            home = self.regions.home
         name = choose_region(table, home, self._rng, reachable=self.regions.connected_names())
         if name is None:
             raise ProblemError(

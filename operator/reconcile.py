@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -105,7 +105,7 @@ class JetStreamPort(Protocol):
 
     async def delete_pipeline(self, placement: RegionPlacement, ref: PipelineRef) -> None: ...
 
-    async def probe(self, placement: RegionPlacement) -> ProbeResult: ...
+    async def probe(self, placement: RegionPlacement, timeout: float) -> ProbeResult: ...  # noqa: ASYNC109
 
     async def publish_routing(self, home: RegionPlacement, entry: RoutingEntry) -> None: ...
 
@@ -230,6 +230,18 @@ def backup_placement(
     return None
 
 
+async def _failed_region_report(placement: RegionPlacement) -> tuple[RegionReport, list[EventNote]]:
+    """What a pass reports of a region it leaves alone because its probes say it is Failed."""
+    finding = Finding(
+        Reason.REGION_FAILED,
+        f"Region {placement.region} is Failed: its workers and streams are left alone until it is back.",
+    )
+    report = RegionReport(
+        region=placement.region, pool=placement.pool, weight=placement.weight, stream_problem=finding
+    )
+    return report, []
+
+
 # --- the core ----------------------------------------------------------------------------------------
 
 
@@ -335,6 +347,9 @@ class Reconciler:
             )
             for region in placements.duplicate_regions
         ]
+        # A Failed region is not touched: every call would wait for its timeout, and the pass must
+        # stay quick to move its traffic and open its drain.
+        down = self._failed_regions()
         results = await asyncio.gather(
             *(
                 self._reconcile_region(
@@ -343,15 +358,28 @@ class Reconciler:
                     topology,
                     backup_placement(placement.region, topology, pools),
                 )
+                if placement.region not in down
+                else _failed_region_report(placement)
                 for placement in placements.regions
             )
         )
         for _, region_events in results:
             events.extend(region_events)
+        guards = await self._guard_readings(ref, [p for p in placements.regions if p.region not in down])
+        # One reading of the regions' phases for the whole decision, as late as possible: probes
+        # run beside this pass, and a phase that flips between the drains and the weights would
+        # publish one without the other (weight 0 with no drain yet, or weight back while the
+        # drain still runs).
+        failed = self._failed_regions()
         drains = await self._fail_over(
-            ref, spec=spec, topology=topology, pools=pools, regions=placements.regions, events=events
+            ref,
+            spec=spec,
+            topology=topology,
+            pools=pools,
+            regions=placements.regions,
+            failed=failed,
+            events=events,
         )
-        guards = await self._guard_readings(ref, placements.regions)
         reports = await self._route(
             ref,
             spec=spec,
@@ -359,6 +387,7 @@ class Reconciler:
             reports=[report for report, _ in results],
             guards=guards,
             drains=drains,
+            failed=failed,
             events=events,
         )
         kept_regions = {p.region for p in placements.regions}
@@ -465,15 +494,17 @@ class Reconciler:
         reports: list[RegionReport],
         guards: Mapping[str, GuardReading],
         drains: list[Drain],
+        failed: Set[str],
         events: list[EventNote],
     ) -> list[RegionReport]:
         """Plan the effective weights, write them and the drains to the routing table, and report
         the weights per region.
 
-        A region is routable unless its last probe left it `Failed`; a region not probed yet is
-        given the benefit of the doubt (the operator just started, or the pool is new).
+        A region is routable unless its last probe left it `Failed` (in `failed`, read once per pass);
+        a region not probed yet is given the benefit of the doubt (the operator just started, or the
+        pool is new).
         """
-        routable = {r.region: self._region_phases.get(r.region) != RegionPhase.FAILED for r in reports}
+        routable = {r.region: r.region not in failed for r in reports}
         plan = plan_weights(
             {r.region: r.weight for r in reports},
             routable,
@@ -502,6 +533,9 @@ class Reconciler:
             except Exception as error:  # retried on the next pass; gateways keep the last table
                 logger.warning("Writing the routing table of ImagePipeline %s failed: %r", ref, error)
         return [replace(r, weight=plan.weights.get(r.region, 0)) for r in reports]
+
+    def _failed_regions(self) -> set[str]:
+        return {region for region, phase in self._region_phases.items() if phase == RegionPhase.FAILED}
 
     def _stream_settings(self, spec: ImagePipelineSpec, placement: RegionPlacement) -> PipelineStreamSettings:
         return pipeline_stream_settings(
@@ -536,6 +570,7 @@ class Reconciler:
         topology: Topology,
         pools: Mapping[str, RegionPoolSpec],
         regions: Sequence[RegionPlacement],
+        failed: Set[str],
         events: list[EventNote],
     ) -> list[Drain]:
         """The drains to run: one in the backup of every failed region, until the region is back.
@@ -553,9 +588,8 @@ class Reconciler:
             backup = backup_placement(origin, topology, pools)
             if backup is None:
                 continue
-            failed = self._region_phases.get(origin) == RegionPhase.FAILED
             if spec.durability is Durability.GEO:
-                if failed:
+                if origin in failed:
                     stream, consumer = streams.job_stream(ref, origin), streams.worker_consumer(ref)
                     drains.append(
                         Drain(origin=origin, backup=backup.region, stream=stream, consumer=consumer)
@@ -566,7 +600,7 @@ class Reconciler:
                 metrics.MIRROR_LAG.labels(ref.namespace, ref.name, origin, backup.region).set(lag)
             key = (ref, origin)
             try:
-                if failed:
+                if origin in failed:
                     if await self.jetstream.open_drain(
                         backup, ref, origin, self._stream_settings(spec, backup)
                     ):
@@ -724,7 +758,7 @@ class Reconciler:
         pool = RegionPoolSpec.model_validate(spec)
         topology = Topology.from_pools(self.default_region.region, {**(pools or {}), name: pool})
         placement = RegionPlacement.from_pool(name, pool, pool.weight)
-        probe = await self.jetstream.probe(placement)
+        probe = await self.jetstream.probe(placement, duration_seconds(pool.failover.probe_timeout))
         if probe.ok and self.clusters is not None and pool.cluster is not None:
             timeout = duration_seconds(pool.failover.probe_timeout)
             reachable, message = await self.clusters.api_reachable(pool.cluster, timeout)

@@ -69,6 +69,7 @@ class Reason(StrEnum):
     DELETED = "Deleted"
     CLEANUP_FAILED = "CleanupFailed"
     DRAINING = "Draining"
+    REGION_FAILED = "RegionFailed"
     API_SERVER_UNREACHABLE = "ApiServerUnreachable"
     DRAIN_STOPPED = "DrainStopped"
 

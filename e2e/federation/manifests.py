@@ -94,12 +94,14 @@ def thumbnail_pipeline(
     min_replicas: int = 1,
     max_replicas: int = 2,
     concurrency: int = 2,
+    traffic_shift: Mapping[str, Any] | None = None,
 ) -> JsonObject:
     """A tiny ImagePipeline: one JPEG thumbnail `width` pixels wide, run in the pools of `weights`.
 
     Cheap enough that thousands of jobs take seconds on two cores: the sources are tiny too.
+    `traffic_shift` is the spec's `trafficShift` as written (e.g. `{"stepPercent": 25}`).
     """
-    return {
+    document: JsonObject = {
         "apiVersion": API_VERSION,
         "kind": "ImagePipeline",
         "metadata": {"name": name, "namespace": namespace},
@@ -129,3 +131,6 @@ def thumbnail_pipeline(
             "queue": {"duplicateWindow": "10m"},
         },
     }
+    if traffic_shift is not None:
+        document["spec"]["trafficShift"] = dict(traffic_shift)
+    return document

@@ -1,4 +1,5 @@
-"""The report of a federation scenario: jobs accepted / completed / duplicates / lost, failover, RPO.
+"""The report of a federation scenario: jobs accepted / completed / reprocessed / duplicates / lost,
+failover, RPO.
 
 One `ScenarioReport` per scenario, rendered as a short table for the terminal (`render`) and as
 JSON for CI and the docs (`as_json`, `write_reports`). Building it is pure: the figures come from a
@@ -28,7 +29,9 @@ class ScenarioReport:
     rpo_jobs: int | None = None
     """Accepted jobs lost to a region's loss (None: no region was lost)."""
     rpo_seconds: float | None = None
-    """The mirror lag at the loss, when the operator reported one."""
+    """The mirror lag at the loss in seconds, when one was measured."""
+    mirror_lag_messages: int | None = None
+    """The mirror lag (jobs not yet copied to the backup) last read before the loss."""
     notes: Mapping[str, Any] = field(default_factory=dict)
     """Anything else worth keeping: start-up timings, latencies, CPU seconds."""
 
@@ -41,9 +44,11 @@ class ScenarioReport:
             "completedBy": dict(self.tally.completed_by),
             "lostJobs": list(self.tally.lost_jobs),
             "duplicateJobs": list(self.tally.duplicate_jobs),
+            "reprocessedJobs": len(self.tally.reprocessed_jobs),
             "failoverSeconds": {k: round(v, 3) for k, v in self.failover_seconds.items()},
             "rpoJobs": self.rpo_jobs,
             "rpoSeconds": self.rpo_seconds,
+            "mirrorLagMessages": self.mirror_lag_messages,
             "notes": dict(self.notes),
         }
 
@@ -51,7 +56,7 @@ class ScenarioReport:
 def _row(name: str, counts: RegionTally) -> str:
     return (
         f"  {name:<8}{counts.accepted:>9}{counts.completed:>10}{counts.failed:>8}"
-        f"{counts.duplicates:>11}{counts.lost:>6}"
+        f"{counts.reprocessed:>12}{counts.duplicates:>11}{counts.lost:>6}"
     )
 
 
@@ -59,7 +64,8 @@ def render(report: ScenarioReport) -> str:
     """A few lines a person reads at the end of a run."""
     lines = [
         f"{report.scenario} ({report.duration_seconds:.1f} s)",
-        f"  {'region':<8}{'accepted':>9}{'completed':>10}{'failed':>8}{'duplicates':>11}{'lost':>6}",
+        f"  {'region':<8}{'accepted':>9}{'completed':>10}{'failed':>8}{'reprocessed':>12}"
+        f"{'duplicates':>11}{'lost':>6}",
     ]
     lines += [_row(name, counts) for name, counts in report.tally.regions.items()]
     lines.append(_row("total", report.tally.total))
@@ -72,8 +78,12 @@ def render(report: ScenarioReport) -> str:
             + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.failover_seconds.items())
         )
     if report.rpo_jobs is not None or report.rpo_seconds is not None:
-        seconds = "not reported" if report.rpo_seconds is None else f"{report.rpo_seconds:.2f} s"
-        lines.append(f"  RPO: {report.rpo_jobs} jobs lost, mirror lag {seconds}")
+        lag = []
+        if report.mirror_lag_messages is not None:
+            lag.append(f"{report.mirror_lag_messages} jobs")
+        if report.rpo_seconds is not None:
+            lag.append(f"{report.rpo_seconds:.2f} s")
+        lines.append(f"  RPO: {report.rpo_jobs} jobs lost, mirror lag {' / '.join(lag) or 'not reported'}")
     lines += [f"  {key}: {value}" for key, value in report.notes.items()]
     return "\n".join(lines)
 

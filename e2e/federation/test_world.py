@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 
 from e2e.federation.ledger import JobLedger, Tally
 from e2e.federation.manifests import thumbnail_pipeline
 from e2e.federation.report import ScenarioReport
 from e2e.federation.world import Region, World, wait_for
+from pixelmesh.api import streams
 from pixelmesh.api.messages import PipelineRef
+from pixelmesh.api.routing import RoutingEntry
 
 pytest_plugins = ["e2e.federation.fixtures"]
 pytestmark = pytest.mark.slow
@@ -68,6 +71,19 @@ def deployments(region: Region, namespace: str) -> dict[str, str]:
     """The region's Deployments in `namespace`: name -> uid."""
     items = region.control_plane.api().get(f"/apis/apps/v1/namespaces/{namespace}/deployments")["items"]
     return {item["metadata"]["name"]: item["metadata"]["uid"] for item in items}
+
+
+async def drains_listed(world: World, ref: PipelineRef) -> list[str]:
+    """The origins the routing table (in the hub region, r1) still has drained."""
+    client = await nats.connect(world.regions["r1"].nats_url)
+    try:
+        bucket = streams.routing_bucket("r1")
+        message = await client.jetstream().get_last_msg(
+            streams.kv_stream(bucket), streams.kv_subject(bucket, streams.routing_key(ref))
+        )
+        return [drain.origin for drain in RoutingEntry.model_validate_json(message.data or b"{}").drains]
+    finally:
+        await client.close()
 
 
 def alive(pid: int) -> bool:
@@ -140,6 +156,11 @@ def test_a_lost_region_is_failed_then_returns_with_its_cluster_state_and_workers
     assert not set(lost.worker_pids(namespace)) & set(workers_before)
     world.wait_pipeline_ready(namespace, "thumbs", timeout=60.0)
     ready_after = time.monotonic() - recovering_at
+    # While r1 still drains r3's mirror, r3's new jobs may run in both (into the same bytes); this
+    # test counts where jobs run, so it starts once the operator has closed the drain.
+    wait_for(
+        lambda: not asyncio.run(drains_listed(world, thumbs.ref)), timeout=30.0, what="r3's drain to close"
+    )
 
     ledger = ledger_for(world, thumbs.ref, tiny_sources)
     tally = asyncio.run(run_jobs(ledger, {"r3": JOBS_PER_GATEWAY}, within=60.0))

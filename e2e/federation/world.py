@@ -63,8 +63,15 @@ REGIONS = ("r1", "r2", "r3")
 SYSTEM_NAMESPACE = "pixelmesh-system"
 OPERATOR_ACCOUNT = "pixelmesh-operator"
 CRDS = Path(__file__).resolve().parents[2] / "crds"
-QUICK_WORKERS = {"PIXELMESH_FETCH_TIMEOUT_SECONDS": "0.5", "PIXELMESH_LOG_FORMAT": "text"}
-"""Worker settings for a test: short fetch timeouts, so drains and scale-downs take little time."""
+QUICK_WORKERS = {
+    "PIXELMESH_FETCH_TIMEOUT_SECONDS": "0.5",
+    "PIXELMESH_LOG_FORMAT": "text",
+    "PIXELMESH_STATS_SECONDS": "1",
+    "PIXELMESH_DRAIN_CHECK_SECONDS": "0.5",
+}
+"""Worker settings for a test: short fetch timeouts, so drains and scale-downs take little time;
+service-rate reports every second, so a traffic shift's guard reads a region's errors quickly; a
+drain named in the routing table is picked up within half a second."""
 
 
 class WorldError(RuntimeError):
@@ -265,6 +272,43 @@ class World:
 
     def region_pool(self, region: str) -> JsonObject | None:
         return _get_or_none(self.hub.control_plane, pool_path(region))
+
+    def delete_pipeline(self, namespace: str, name: str) -> None:
+        """Delete the ImagePipeline in the hub (the operator removes its workers everywhere) and
+        take it out of the gateways' catalog."""
+        self.hub.control_plane.kubectl().run(
+            "delete", names.PIPELINE_PLURAL, name, "-n", namespace, "--wait=false"
+        )
+        with self._catalog_lock:
+            (self.catalog / f"{namespace}.{name}.yaml").unlink(missing_ok=True)
+
+    def pipeline_events(self, namespace: str, name: str) -> list[JsonObject]:
+        """The Events the hub holds about the ImagePipeline, oldest first."""
+        return self._events(namespace, name)
+
+    def region_events(self, region: str) -> list[str]:
+        """ "<time> <reason>: <message>" of the Events the hub holds about a RegionPool, oldest first."""
+        return [
+            f"{e.get('lastTimestamp') or e.get('eventTime')} {e.get('reason')}: {e.get('message')}"
+            for e in self._events("default", region)
+            if e.get("involvedObject", {}).get("kind") == "RegionPool"
+        ]
+
+    def _events(self, namespace: str, name: str) -> list[JsonObject]:
+        items = self.hub.control_plane.api().get(
+            f"/api/v1/namespaces/{namespace}/events",
+            fieldSelector=f"involvedObject.name={name}",
+        )["items"]
+        return sorted(items, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+
+    def break_workers(self, region: str, namespace: str, env: dict[str, str]) -> list[int]:
+        """Restart `namespace`'s worker processes in `region` with `env` added (e.g. a job timeout
+        no job can meet); {} restores them. Returns the PIDs ended."""
+        kubelet = self.regions[region].kubelet
+        if kubelet is None:
+            raise WorldError(f"region {region} has no kubelet (is it lost?)")
+        kubelet.set_namespace_env(namespace, env)
+        return kubelet.restart_namespace(namespace)
 
     def wait_pipeline_ready(self, namespace: str, name: str, timeout: float = 60.0) -> JsonObject:
         """The ImagePipeline once its status is current and `Ready=True`."""
@@ -491,13 +535,22 @@ def _namespace(name: str) -> JsonObject:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
-def _create(plane: ControlPlane, path: str, body: JsonObject) -> None:
-    """Create an object; one that exists already is fine."""
-    try:
-        plane.api().post(path, body)
-    except ApiError as error:
-        if error.status != HTTPStatus.CONFLICT:
-            raise
+def _create(plane: ControlPlane, path: str, body: JsonObject, attempts: int = 5) -> None:
+    """Create an object; one that exists already is fine. A connection refused or reset is tried
+    again (an API server just restarted after a region's recovery can drop the first ones)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            plane.api().post(path, body)
+        except ApiError as error:
+            if error.status != HTTPStatus.CONFLICT:
+                raise
+        except OSError as error:
+            if attempt == attempts:
+                raise
+            log.warning("Creating %s failed (%r); trying again.", path, error)
+            time.sleep(0.5 * attempt)
+            continue
+        return
 
 
 def _get_or_none(plane: ControlPlane, path: str) -> JsonObject | None:

@@ -10,7 +10,10 @@ ReplicaSet controllers compute `readyReplicas` from real readiness:
 - it starts each bound Pod as a process (see `launch`), reports it Running, and Ready once its
   HTTP readiness probe answers; a process that exits is restarted (restartPolicy Always);
 - a Pod being deleted gets SIGTERM, then SIGKILL after its grace period, then is removed;
-- `stop(kill=True)` kills every process at once, as when a whole region is lost.
+- `stop(kill=True)` kills every process at once, as when a whole region is lost;
+- `set_namespace_env` adds variables to the Pods of one namespace from their next start on, and
+  `restart_namespace` ends their processes so they start again with them (a broken rollout of
+  one pipeline's workers, without touching the others').
 
 It is synchronous and runs in a thread, so it works beside asyncio tests and kopf alike. Only the
 processes it started are ever signalled, by PID.
@@ -100,6 +103,7 @@ class ProcessKubelet:
         self._zone = zone
         self._argv_for = argv_for
         self._extra_env = extra_env or {}
+        self._namespace_env: dict[str, dict[str, str]] = {}
         self._poll = poll_interval
         self._pods: dict[str, PodProcess] = {}
         self._stop = threading.Event()
@@ -138,6 +142,22 @@ class ProcessKubelet:
     def pods(self) -> dict[str, PodProcess]:
         """The Pods running here, by `namespace/name`."""
         return dict(self._pods)
+
+    def set_namespace_env(self, namespace: str, env: dict[str, str]) -> None:
+        """Variables for the processes of `namespace`'s Pods started from now on ({}: none)."""
+        self._namespace_env[namespace] = dict(env)
+
+    def restart_namespace(self, namespace: str) -> list[int]:
+        """SIGKILL the processes of `namespace`'s Pods; the sync loop starts them again (restartPolicy
+        Always). Returns the PIDs ended."""
+        ended = []
+        for pod in list(self._pods.values()):
+            process = pod.process
+            if pod.namespace == namespace and process is not None and process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+                ended.append(process.pid)
+        return ended
 
     def pids(self) -> list[int]:
         """PIDs of the processes running now."""
@@ -227,7 +247,7 @@ class ProcessKubelet:
     def _spawn(self, pod: PodProcess) -> None:
         if pod.log_file is None:
             pod.log_file = (pod.directory / "container.log").open("ab")
-        env = {**pod.launch.env, **self._extra_env}
+        env = {**pod.launch.env, **self._extra_env, **self._namespace_env.get(pod.namespace, {})}
         pod.process = subprocess.Popen(
             pod.launch.argv,
             env=env,

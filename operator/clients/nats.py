@@ -74,6 +74,7 @@ class _Endpoint:
 
 
 JETSTREAM_ERRORS: tuple[type[BaseException], ...] = (*UNREACHABLE_ERRORS, nats.js.errors.Error)
+PROBE_ERRORS: tuple[type[BaseException], ...] = (*UNREACHABLE_ERRORS, TimeoutError)
 BACKLOG_ERRORS: tuple[type[BaseException], ...] = (*JETSTREAM_ERRORS, RegionUnreachableError)
 
 
@@ -370,21 +371,28 @@ class NatsJetStream:
         js = await self._js(placement)
         await _unreachable_as(placement, provisioning.delete_pipeline_resources(js, ref, placement.region))
 
-    async def probe(self, placement: RegionPlacement) -> ProbeResult:
-        """Round trip and JetStream availability of the region's NATS."""
+    async def probe(self, placement: RegionPlacement, timeout: float = REQUEST_TIMEOUT) -> ProbeResult:  # noqa: ASYNC109 - per request, from the pool's probeTimeout
+        """Round trip and JetStream availability of the region's NATS, each within `timeout`."""
         try:
             nc = await self._connections.client(placement)
         except RegionUnreachableError as error:
             return ProbeResult(nats_reachable=False, jetstream_available=False, message=str(error))
         started = time.monotonic()
         try:
-            await nc.flush(timeout=int(REQUEST_TIMEOUT))
-        except UNREACHABLE_ERRORS as error:
+            await asyncio.wait_for(nc.flush(), timeout)
+        except PROBE_ERRORS as error:
             message = f"NATS of region {placement.region} did not answer a ping: {error!r}"
             return ProbeResult(nats_reachable=False, jetstream_available=False, message=message)
         round_trip = time.monotonic() - started
         try:
-            await nc.jetstream(timeout=REQUEST_TIMEOUT).account_info()
+            # A stream of the region itself, answered by its leader there: account info needs the
+            # supercluster's meta leader, which is re-elected when another region dies, and that
+            # is no reason to fail this one.
+            js = nc.jetstream(timeout=timeout)
+            try:
+                await js.stream_info(streams.kv_stream(streams.completions_bucket(placement.region)))
+            except nats.js.errors.NotFoundError:
+                await js.account_info()  # a region not provisioned yet
         except JETSTREAM_ERRORS as error:
             message = f"JetStream of region {placement.region} did not answer: {error!r}"
             return ProbeResult(

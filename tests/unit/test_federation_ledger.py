@@ -7,9 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from e2e.federation.ledger import Completion, Submission, is_duplicate, record_streams, tally
+from e2e.federation.ledger import (
+    Completion,
+    Submission,
+    is_duplicate,
+    is_reprocessed,
+    record_streams,
+    tally,
+)
 from e2e.federation.manifests import backup_ring, region_pool
 from e2e.federation.report import ScenarioReport, render, write_reports
+from e2e.federation.watch import RoutingSample, first_sample, weight_steps
 from pixelmesh.api.resources import RegionPool
 
 
@@ -41,14 +49,41 @@ def test_records_of_jobs_never_accepted_are_not_counted() -> None:
     assert result.completed_by == {"r1": 1}
 
 
-def test_a_job_done_in_two_regions_or_into_different_bytes_is_a_duplicate() -> None:
-    assert is_duplicate([done("j", "r1"), done("j", "r2")])
-    assert is_duplicate([done("j", "r1"), done("j", "r1", "b" * 64)])
+def test_a_job_done_into_different_bytes_or_both_failed_and_succeeded_is_a_duplicate() -> None:
+    assert is_duplicate([done("j", "r1"), done("j", "r2", "b" * 64)])
+    assert is_duplicate([done("j", "r1"), done("j", "r2", succeeded=False)])
+    assert not is_duplicate([done("j", "r1"), done("j", "r2")])
     assert not is_duplicate([done("j", "r1")])
-    result = tally(accepted(("j", "r1")), {"j": [done("j", "r1"), done("j", "r2")]})
+    result = tally(accepted(("j", "r1")), {"j": [done("j", "r1"), done("j", "r2", "b" * 64)]})
     assert result.duplicate_jobs == ("j",)
+    assert result.reprocessed_jobs == ()
     assert result.regions["r1"].duplicates == 1
     assert result.regions["r1"].completed == 1
+
+
+def test_a_job_done_in_two_regions_into_the_same_bytes_is_reprocessed_not_duplicated() -> None:
+    assert is_reprocessed([done("j", "r1"), done("j", "r2")])
+    assert not is_reprocessed([done("j", "r1")])
+    result = tally(accepted(("j", "r1")), {"j": [done("j", "r1"), done("j", "r2")]})
+    assert result.reprocessed_jobs == ("j",)
+    assert result.duplicate_jobs == ()
+    assert (result.regions["r1"].reprocessed, result.regions["r1"].duplicates) == (1, 0)
+    assert result.total.reprocessed == 1
+
+
+def test_routing_samples_give_a_regions_weight_steps_and_the_first_change_after_a_moment() -> None:
+    samples = [
+        RoutingSample(1.0, 1, {"r1": 60, "r3": 40}, ()),
+        RoutingSample(5.0, 2, {"r1": 100, "r3": 0}, ("r3",)),
+        RoutingSample(9.0, 3, {"r1": 85, "r3": 15}, ()),
+        RoutingSample(11.0, 4, {"r1": 70, "r3": 30}, ()),
+    ]
+    assert weight_steps(samples, "r3", 4.0) == [(1.0, 0), (5.0, 15), (7.0, 30)]
+    assert weight_steps(samples, "r3", 10.0) == [(1.0, 30)]
+    drained = first_sample(samples, 2.0, lambda s: "r3" in s.drains)
+    assert drained is not None
+    assert drained.generation == 2
+    assert first_sample(samples, 6.0, lambda s: "r3" in s.drains) is None
 
 
 def test_an_origins_records_are_read_from_its_own_bucket_first_then_its_replicas() -> None:
