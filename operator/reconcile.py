@@ -242,6 +242,17 @@ async def _failed_region_report(placement: RegionPlacement) -> tuple[RegionRepor
     return report, []
 
 
+@dataclass(frozen=True, slots=True)
+class RoutingInputs:
+    """What a pipeline's last pass knew for routing: enough to decide again between passes."""
+
+    spec: ImagePipelineSpec
+    topology: Topology
+    pools: Mapping[str, RegionPoolSpec]
+    regions: tuple[RegionPlacement, ...]
+    pipeline_generation: int
+
+
 # --- the core ----------------------------------------------------------------------------------------
 
 
@@ -265,6 +276,8 @@ class Reconciler:
     """What was last written to the routing table (weights' generation, pipeline generation,
     sources bucket, drains)."""
     _draining: set[tuple[PipelineRef, str]] = field(default_factory=set, init=False)
+    _routing_inputs: dict[PipelineRef, RoutingInputs] = field(default_factory=dict, init=False)
+    _routing_locks: dict[PipelineRef, asyncio.Lock] = field(default_factory=dict, init=False)
     _guard_totals: dict[tuple[PipelineRef, str], tuple[int, int]] = field(default_factory=dict, init=False)
     _drains_checked: set[PipelineRef] = field(default_factory=set, init=False)
 
@@ -366,30 +379,9 @@ class Reconciler:
         for _, region_events in results:
             events.extend(region_events)
         guards = await self._guard_readings(ref, [p for p in placements.regions if p.region not in down])
-        # One reading of the regions' phases for the whole decision, as late as possible: probes
-        # run beside this pass, and a phase that flips between the drains and the weights would
-        # publish one without the other (weight 0 with no drain yet, or weight back while the
-        # drain still runs).
-        failed = self._failed_regions()
-        drains = await self._fail_over(
-            ref,
-            spec=spec,
-            topology=topology,
-            pools=pools,
-            regions=placements.regions,
-            failed=failed,
-            events=events,
-        )
-        reports = await self._route(
-            ref,
-            spec=spec,
-            pipeline_generation=generation,
-            reports=[report for report, _ in results],
-            guards=guards,
-            drains=drains,
-            failed=failed,
-            events=events,
-        )
+        routing = RoutingInputs(spec, topology, pools, placements.regions, generation)
+        self._routing_inputs[ref] = routing
+        reports = await self._decide_routing(ref, routing, [report for report, _ in results], guards, events)
         kept_regions = {p.region for p in placements.regions}
         events += await self._remove_other_regions(
             ref, spec, pools, kept_regions, set(placements.missing_pools)
@@ -533,6 +525,59 @@ class Reconciler:
             except Exception as error:  # retried on the next pass; gateways keep the last table
                 logger.warning("Writing the routing table of ImagePipeline %s failed: %r", ref, error)
         return [replace(r, weight=plan.weights.get(r.region, 0)) for r in reports]
+
+    async def _decide_routing(
+        self,
+        ref: PipelineRef,
+        routing: RoutingInputs,
+        reports: list[RegionReport],
+        guards: Mapping[str, GuardReading],
+        events: list[EventNote],
+    ) -> list[RegionReport]:
+        """Drains and weights from one reading of the regions' phases, one decision at a time.
+
+        A pass and a reroute after a probe both decide here, under the pipeline's lock, and read
+        the phases inside it: a phase that flipped between the drains and the weights would publish
+        one without the other (weight 0 with no drain yet, or weight back while the drain runs),
+        and a pass that read the phases before a flip must not overwrite the reroute that followed.
+        """
+        async with self._routing_locks.setdefault(ref, asyncio.Lock()):
+            failed = self._failed_regions()
+            drains = await self._fail_over(
+                ref,
+                spec=routing.spec,
+                topology=routing.topology,
+                pools=routing.pools,
+                regions=routing.regions,
+                failed=failed,
+                events=events,
+            )
+            return await self._route(
+                ref,
+                spec=routing.spec,
+                pipeline_generation=routing.pipeline_generation,
+                reports=reports,
+                guards=guards,
+                drains=drains,
+                failed=failed,
+                events=events,
+            )
+
+    async def reroute(self) -> None:
+        """Decide drains and weights again for every pipeline, from its last pass's inputs.
+
+        Called when a region's phase turns to or from Failed, so traffic leaves a dead region at
+        the next probe rather than after a whole pass (which waits on that region's timeouts).
+        """
+        for ref, routing in list(self._routing_inputs.items()):
+            reports = [RegionReport(region=p.region, pool=p.pool, weight=p.weight) for p in routing.regions]
+            events: list[EventNote] = []
+            try:
+                await self._decide_routing(ref, routing, reports, {}, events)
+            except Exception:  # the next pass decides again
+                logger.exception("Rerouting ImagePipeline %s failed.", ref)
+            for note in events:
+                logger.info("ImagePipeline %s: %s", ref, note.message)
 
     def _failed_regions(self) -> set[str]:
         return {region for region, phase in self._region_phases.items() if phase == RegionPhase.FAILED}
@@ -737,6 +782,9 @@ class Reconciler:
                 )
         self._forget_ready_workers(ref)
         self.replicas.forget(ref)
+        self._routing_inputs.pop(ref, None)
+        self._plans.pop(ref, None)
+        self._published.pop(ref, None)
         metrics.forget_pipeline(ref.namespace, ref.name, sorted(set(regions)))
         return events
 
@@ -791,7 +839,10 @@ class Reconciler:
             )
             events.append(EventNote(kind, f"Region{new.phase}", message))
         metrics.record_region_phase(pool.region, new.phase)
+        was_failed = self._region_phases.get(pool.region) == RegionPhase.FAILED
         self._region_phases[pool.region] = new.phase
+        if was_failed != (new.phase == RegionPhase.FAILED):
+            await self.reroute()
         if probe.round_trip_seconds is not None:
             metrics.REGION_ROUND_TRIP.labels(region=pool.region).set(probe.round_trip_seconds)
         metrics.RECONCILES.labels(kind="RegionPool", result="success" if probe.ok else "error").inc()
