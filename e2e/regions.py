@@ -17,11 +17,15 @@ region, tagged `region:<name>`, with JetStream's `unique_tag: region`, so an R3 
 cluster `geo` keeps one replica in each region (what `durability: geo` relies on). Losing a region
 loses its regional server and its geo member together; the meta group then still has four of six
 servers.
+
+With a `relay` (`e2e.netsplit.Netsplit.relay`), the servers of one region reach those of another
+only through relays: gateway remotes and geo routes name them, and each server advertises its own
+relay, so no server learns another region's real port. Cutting a relay then partitions regions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -39,12 +43,21 @@ GEO_CLUSTER = "geo"
 REGION_TAG = "region"
 """Servers are tagged `region:<name>`; the geo cluster spreads replicas by this tag."""
 
+Relay = Callable[[str, int], int]
+"""(region, port of a listener there) -> the port other regions should dial instead."""
+
 
 class Supercluster:
     """Several single-server NATS clusters, one per region, joined by gateways."""
 
     def __init__(
-        self, regions: Sequence[str], root: Path, *, geo: bool = False, startup_timeout: float = 60.0
+        self,
+        regions: Sequence[str],
+        root: Path,
+        *,
+        geo: bool = False,
+        startup_timeout: float = 60.0,
+        relay: Relay | None = None,
     ) -> None:
         if len(set(regions)) != len(regions) or not regions:
             raise ValueError(f"region names must be unique and non-empty, got {list(regions)}")
@@ -54,6 +67,7 @@ class Supercluster:
         self.geo = geo
         self._root = root
         self._timeout = startup_timeout
+        self._relay = relay
         self.servers: dict[str, NatsServer] = {}
         self.geo_servers: dict[str, NatsServer] = {}
         """The stretched cluster's member in each region (empty without `geo`)."""
@@ -78,50 +92,88 @@ class Supercluster:
         gateways = {r: [free_port()] for r in self.regions}
         if self.geo:
             gateways[GEO_CLUSTER] = [free_port() for _ in self.regions]
+        # What other clusters dial: the same ports, or relays into the region of each listener.
+        dialed = {
+            cluster: [
+                self._relayed(self._region_of(cluster, index), port) for index, port in enumerate(ports)
+            ]
+            for cluster, ports in gateways.items()
+        }
         for region in self.regions:
-            self.servers[region] = self._regional_server(region, gateways)
+            self.servers[region] = self._regional_server(region, gateways, dialed)
         if self.geo:
             routes = [free_port() for _ in self.regions]
+            dialed_routes = [
+                self._relayed(region, port) for region, port in zip(self.regions, routes, strict=True)
+            ]
             for index, region in enumerate(self.regions):
-                self.geo_servers[region] = self._geo_member(region, index, routes, gateways)
+                self.geo_servers[region] = self._geo_member(
+                    region, index, (routes, dialed_routes), gateways, dialed
+                )
         self._spawn(self.regions)
 
     def wait_ready(self) -> None:
         """Wait until every spawned server answers JetStream requests; stop them all if one fails."""
         self._wait_ready(self.regions)
 
-    @staticmethod
-    def _gateway(cluster: str, port: int, gateways: dict[str, list[int]]) -> GatewayConfig:
+    def _region_of(self, cluster: str, index: int) -> str:
+        """The region a cluster's `index`th server lives in (the geo cluster has one per region)."""
+        return self.regions[index] if cluster == GEO_CLUSTER else cluster
+
+    def _relayed(self, region: str, port: int) -> int:
+        return port if self._relay is None else self._relay(region, port)
+
+    def _advertised(self, port: int, dialed: int) -> str | None:
+        return None if port == dialed else f"127.0.0.1:{dialed}"
+
+    def _gateway(
+        self, cluster: str, index: int, gateways: dict[str, list[int]], dialed: dict[str, list[int]]
+    ) -> GatewayConfig:
         remotes = tuple(
             GatewayRemote(name=other, urls=tuple(f"nats://127.0.0.1:{p}" for p in ports))
-            for other, ports in gateways.items()
+            for other, ports in dialed.items()
             if other != cluster
         )
-        return GatewayConfig(name=cluster, port=port, remotes=remotes)
+        port = gateways[cluster][index]
+        advertise = self._advertised(port, dialed[cluster][index])
+        return GatewayConfig(name=cluster, port=port, remotes=remotes, advertise=advertise)
 
-    def _regional_server(self, region: str, gateways: dict[str, list[int]]) -> NatsServer:
+    def _regional_server(
+        self, region: str, gateways: dict[str, list[int]], dialed: dict[str, list[int]]
+    ) -> NatsServer:
         route = free_port()
         config = NatsServerConfig(
             store_dir=self._root / region / "jetstream",
             server_name=f"nats-{region}",
             cluster=ClusterConfig(name=region, port=route, routes=(f"nats-route://127.0.0.1:{route}",)),
-            gateway=self._gateway(region, gateways[region][0], gateways),
+            gateway=self._gateway(region, 0, gateways, dialed),
             tags=(f"{REGION_TAG}:{region}",),
         )
         return self._server(config, self._root / region)
 
     def _geo_member(
-        self, region: str, index: int, routes: list[int], gateways: dict[str, list[int]]
+        self,
+        region: str,
+        index: int,
+        routes: tuple[list[int], list[int]],
+        gateways: dict[str, list[int]],
+        dialed: dict[str, list[int]],
     ) -> NatsServer:
+        """`routes`: every member's route port, and the port the other regions dial for it."""
+        ports, dialed_routes = routes
+        # Its own route as is (a server dialling itself only learns it is itself), the others'
+        # as the other regions dial them.
+        route_ports = [ports[i] if i == index else dialed_routes[i] for i in range(len(ports))]
         config = NatsServerConfig(
             store_dir=self._root / GEO_CLUSTER / region / "jetstream",
             server_name=f"nats-{GEO_CLUSTER}-{region}",
             cluster=ClusterConfig(
                 name=GEO_CLUSTER,
-                port=routes[index],
-                routes=tuple(f"nats-route://127.0.0.1:{port}" for port in routes),
+                port=ports[index],
+                routes=tuple(f"nats-route://127.0.0.1:{port}" for port in route_ports),
+                advertise=self._advertised(ports[index], dialed_routes[index]),
             ),
-            gateway=self._gateway(GEO_CLUSTER, gateways[GEO_CLUSTER][index], gateways),
+            gateway=self._gateway(GEO_CLUSTER, index, gateways, dialed),
             tags=(f"{REGION_TAG}:{region}",),
             unique_tag=REGION_TAG,
         )

@@ -60,6 +60,8 @@ class ClusterConfig:
     """Route URLs of every member, e.g. `nats-route://127.0.0.1:6222`. A one-server cluster lists
     its own route so JetStream starts in clustered mode."""
     host: str = LOOPBACK
+    advertise: str | None = None
+    """`host:port` the peers are told to dial for this server's route, when not its listen address."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,8 @@ class GatewayConfig:
     port: int
     remotes: tuple[GatewayRemote, ...] = ()
     host: str = LOOPBACK
+    advertise: str | None = None
+    """`host:port` other clusters are told to dial for this gateway, when not its listen address."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +184,8 @@ def render_config(config: NatsServerConfig, *, ports_file_dir: Path | None = Non
             "port": config.cluster.port,
             "routes": list(config.cluster.routes),
         }
+        if config.cluster.advertise:
+            rendered["cluster"]["advertise"] = config.cluster.advertise
     if config.gateway is not None:
         rendered["gateway"] = {
             "name": config.gateway.name,
@@ -187,6 +193,8 @@ def render_config(config: NatsServerConfig, *, ports_file_dir: Path | None = Non
             "port": config.gateway.port,
             "gateways": [{"name": r.name, "urls": list(r.urls)} for r in config.gateway.remotes],
         }
+        if config.gateway.advertise:
+            rendered["gateway"]["advertise"] = config.gateway.advertise
     rendered.update(dict(config.extra))
     return rendered
 

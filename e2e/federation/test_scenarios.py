@@ -28,15 +28,29 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import nats
 import pytest
 
-from e2e.federation.background import Beside, Job
-from e2e.federation.ledger import Completion, JobLedger, Tally, record_streams
-from e2e.federation.manifests import JsonObject, thumbnail_pipeline
+from e2e.federation.background import Beside
+from e2e.federation.ledger import JobLedger, Tally, record_streams
+from e2e.federation.manifests import thumbnail_pipeline
 from e2e.federation.report import ScenarioReport
+from e2e.federation.scenario import (
+    ReadyPipeline,
+    after_loss_by_gateway,
+    clean,
+    ledger_for,
+    operator_mirror_lag,
+    paced_load,
+    recent_region_events,
+    refusals,
+    settle,
+    settle_records,
+    shares,
+    since,
+    start_pipeline,
+)
 from e2e.federation.watch import (
     ConsumerWatch,
     MirrorLagWatch,
@@ -48,7 +62,6 @@ from e2e.federation.watch import (
 from e2e.federation.world import World, condition, wait_for
 from pixelmesh.api import streams
 from pixelmesh.api.messages import PipelineRef
-from pixelmesh.operator import metrics
 
 pytest_plugins = ["e2e.federation.fixtures"]
 pytestmark = pytest.mark.slow
@@ -63,8 +76,6 @@ SPLIT_TOLERANCE_POINTS = 5.0
 
 FAILOVER_WEIGHTS = {"r1": 30, "r2": 30, "r3": 40}
 FAILBACK_SHIFT = {"stepPercent": 15, "interval": "2s"}
-LOAD_RATE = 24.0
-"""Jobs a second while a region is lost or comes back: well under what the survivors can do."""
 RPO_WINDOW = 1.0
 """Seconds before a loss within which an accepted job may not have left the region yet (the mirror
 and the record replicas copy within about a second on loopback)."""
@@ -74,96 +85,6 @@ GUARDED_AFTER = {"r1": 25, "r2": 25, "r3": 50}
 GUARDED_SHIFT = {"stepPercent": 20, "interval": "3s", "maxErrorRate": 0.05}
 FAILING_WORKERS = {"PIXELMESH_JOB_TIMEOUT_SECONDS": "0.001"}
 """No job meets a one-millisecond budget: every job this region's workers take fails (`timeout`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReadyPipeline:
-    ref: PipelineRef
-    document: JsonObject
-    ready_seconds: float
-
-
-def start_pipeline(world: World, document: JsonObject) -> ReadyPipeline:
-    began = time.monotonic()
-    meta = document["metadata"]
-    world.apply_pipeline(document)
-    world.wait_pipeline_ready(meta["namespace"], meta["name"], timeout=120.0)
-    return ReadyPipeline(
-        PipelineRef(namespace=meta["namespace"], name=meta["name"]), document, time.monotonic() - began
-    )
-
-
-def ledger_for(world: World, ref: PipelineRef, sources: list[bytes]) -> JobLedger:
-    return JobLedger(
-        pipeline=ref,
-        gateways=world.gateway_urls(),
-        nats_urls=world.nats_urls(),
-        api_key=world.api_key,
-        sources=sources,
-        request_timeout=10.0,
-    )
-
-
-def shares(counts: dict[str, int]) -> dict[str, float]:
-    """Each region's share of the total, in percentage points."""
-    total = sum(counts.values())
-    return {region: round(100.0 * count / total, 2) for region, count in sorted(counts.items())}
-
-
-def since(moment: float, sample: RoutingSample | None) -> float | None:
-    return None if sample is None else round(sample.at - moment, 2)
-
-
-def operator_mirror_lag(ref: PipelineRef, origin: str, backup: str) -> float | None:
-    """The operator's `mirror_lag_messages` gauge for `origin`'s mirror in `backup` (it runs here)."""
-    return metrics.REGISTRY.get_sample_value(
-        metrics.PREFIX + "mirror_lag_messages",
-        {"namespace": ref.namespace, "pipeline": ref.name, "region": origin, "backup": backup},
-    )
-
-
-def refusals(ledger: JobLedger) -> dict[str, int]:
-    return {f"{gateway}:{status}": count for (gateway, status), count in sorted(ledger.refused.items())}
-
-
-def after_loss_by_gateway(ledger: JobLedger, lost_at: float) -> dict[str, dict[str, int]]:
-    """Gateway -> accepting region -> jobs accepted after `lost_at`."""
-    found: dict[str, dict[str, int]] = {}
-    for submission in ledger.accepted.values():
-        if submission.accepted_at >= lost_at:
-            by_region = found.setdefault(submission.gateway, {})
-            by_region[submission.region] = by_region.get(submission.region, 0) + 1
-    return {gateway: dict(sorted(regions.items())) for gateway, regions in sorted(found.items())}
-
-
-def paced_load(ledger: JobLedger, gateways: list[str], *, home: str | None = None) -> Job:
-    """Submit about `LOAD_RATE` jobs a second through `gateways` until stopped (a `Beside` job)."""
-
-    async def load(stop: asyncio.Event) -> None:
-        async with ledger:
-            await ledger.submit_paced(gateways, LOAD_RATE, stop, home=home)
-
-    return load
-
-
-def settle(ledger: JobLedger, within: float, jobs: list[str] | None = None) -> Tally:
-    """The ledger's tally once the jobs (all, if None) have records, or after `within` seconds."""
-
-    async def run() -> Tally:
-        async with ledger:
-            return await ledger.settle(within, jobs=jobs)
-
-    return asyncio.run(run())
-
-
-def settle_records(ledger: JobLedger) -> dict[str, list[Completion]]:
-    """Every completion record of the ledger's jobs, found now."""
-
-    async def run() -> dict[str, list[Completion]]:
-        async with ledger:
-            return await ledger.completions()
-
-    return asyncio.run(run())
 
 
 def replica_states(world: World, origin: str, ref: PipelineRef) -> dict[str, str]:
@@ -197,16 +118,6 @@ def routing_timeline(samples: list[RoutingSample], since_moment: float) -> list[
         for s in samples
         if s.at >= since_moment - 1.0
     ]
-
-
-def recent_region_events(world: World, count: int = 4) -> dict[str, list[str]]:
-    """The last Events of every RegionPool (phase changes), to explain a routing change."""
-    return {region: world.region_events(region)[-count:] for region in world.regions_named}
-
-
-def clean(tally: Tally) -> dict[str, Any]:
-    """What must hold of every scenario's jobs, as one comparable dict."""
-    return {"lost": list(tally.lost_jobs), "duplicates": list(tally.duplicate_jobs)}
 
 
 # --- 1. steady state ------------------------------------------------------------------------------

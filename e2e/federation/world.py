@@ -37,6 +37,7 @@ from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -51,6 +52,7 @@ from e2e.federation.manifests import (
     region_pool,
 )
 from e2e.kubelet import ProcessKubelet
+from e2e.netsplit import Netsplit
 from e2e.regions import GEO_CLUSTER, Supercluster
 from pixelmesh.operator import names, rbac
 from pixelmesh.operator.settings import OperatorSettings
@@ -185,6 +187,9 @@ class World:
     api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     max_workers: int | None = 4
     """`capacity.maxWorkers` of every RegionPool: small, two cores run the whole world."""
+    partitionable: bool = False
+    """Cross-region traffic through relays (`e2e.netsplit`), so `cut()` can partition a region."""
+    netsplit: Netsplit | None = None
     regions: dict[str, Region] = field(default_factory=dict)
     supercluster: Supercluster | None = None
     operator: HubOperator | None = None
@@ -192,6 +197,7 @@ class World:
     """Seconds each start-up phase took, in order, and `total`."""
     _planes: list[ControlPlane] = field(default_factory=list)
     _catalog_lock: threading.Lock = field(default_factory=threading.Lock)
+    _relayed_nats: dict[str, str] = field(default_factory=dict)
 
     # --- what tests use ------------------------------------------------------------------
 
@@ -367,8 +373,32 @@ class World:
             target.gateway.spawn()
             target.gateway.wait_ready()
         target.lost_at = None
+        self._place_processes()
         log.warning("Region %s is back.", region)
         return time.monotonic()
+
+    def cut(self, region: str) -> float:
+        """A partition: `region` keeps running but reaches no other region, nor they it (the hub's
+        operator included). Returns the `time.monotonic()` of the cut."""
+        self._require(self.netsplit).cut(region)
+        return time.monotonic()
+
+    def heal(self, region: str) -> float:
+        """End `region`'s partition; `time.monotonic()` of the heal."""
+        self._require(self.netsplit).heal(region)
+        return time.monotonic()
+
+    def cut_off(self) -> frozenset[str]:
+        """The regions cut off now."""
+        return frozenset() if self.netsplit is None else self.netsplit.cut_off
+
+    def refused_connections(self) -> dict[tuple[str | None, str], int]:
+        """(source region, destination region) -> connections a cut refused so far."""
+        return {} if self.netsplit is None else dict(self.netsplit.refused)
+
+    def relayed_nats_url(self, region: str) -> str:
+        """The URL other regions dial for `region`'s NATS (its own URL without relays)."""
+        return self._relayed_nats.get(region) or self.regions[region].nats_url
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -387,8 +417,16 @@ class World:
         started = time.monotonic()
         try:
             # NATS elects its meta leader while the control planes start.
-            self.supercluster = Supercluster(self.regions_named, self.root / "nats", geo=True)
+            if self.partitionable:
+                self.netsplit = Netsplit().start()
+            self.supercluster = Supercluster(
+                self.regions_named,
+                self.root / "nats",
+                geo=True,
+                relay=None if self.netsplit is None else self.netsplit.relay,
+            )
             self.supercluster.spawn()
+            self._place_processes()
             with self._phase("control_planes"):
                 for name in self.regions_named:
                     plane = ControlPlane(self.root / name / "control-plane", binaries=self.binaries)
@@ -397,6 +435,7 @@ class World:
                     self.regions[name] = Region(name, self.supercluster, plane, self.root / name)
             with self._phase("nats"):
                 self.supercluster.wait_ready()
+                self._relay_nats_clients()
             with self._phase("hub"):
                 operator_kubeconfig = self._prepare_hub()
             with self._phase("members"):
@@ -412,6 +451,7 @@ class World:
                 self.operator.start()
             with self._phase("gateways"):
                 self._start_gateways()
+            self._place_processes()
         except BaseException:
             self.stop()
             raise
@@ -443,6 +483,9 @@ class World:
         self._planes.clear()
         if self.supercluster is not None:
             attempt(self.supercluster.stop)
+        if self.netsplit is not None:
+            attempt(self.netsplit.stop)
+            self.netsplit = None
         if failures:
             raise WorldError(f"stopping the world failed {len(failures)} time(s)") from failures[0]
 
@@ -472,7 +515,8 @@ class World:
     def _join_member(self, member: Region) -> None:
         """The operator's account in the member, its kubeconfig in a Secret of the hub."""
         kubeconfig = self._operator_account(member.control_plane)
-        secret = kubeconfig_secret(SYSTEM_NAMESPACE, member_secret_name(member.name), kubeconfig.read_text())
+        text = self._relay_kubeconfig(member.name, kubeconfig.read_text())
+        secret = kubeconfig_secret(SYSTEM_NAMESPACE, member_secret_name(member.name), text)
         self.hub.control_plane.kubectl().apply(json.dumps(secret))
 
     def _apply_region_pools(self) -> None:
@@ -480,7 +524,7 @@ class World:
         pools = [
             region_pool(
                 name,
-                nats_urls=[region.nats_url],
+                nats_urls=[self.relayed_nats_url(name)],
                 backup_region=backups[name],
                 placement_cluster=name,
                 kubeconfig_secret=None
@@ -510,8 +554,12 @@ class World:
 
     def _start_gateways(self) -> None:
         self.catalog.mkdir(parents=True, exist_ok=True)
-        everywhere = {name: (region.nats_url,) for name, region in self.regions.items()}
         for name, region in self.regions.items():
+            # Its own region's NATS as is, the others' as other regions dial them.
+            everywhere = {
+                other: (region.nats_url if other == name else self.relayed_nats_url(other),)
+                for other in self.regions
+            }
             region.gateway = GatewayProcess(
                 home=name,
                 regions=everywhere,
@@ -523,6 +571,41 @@ class World:
         for region in self.regions.values():
             assert region.gateway is not None
             region.gateway.wait_ready()
+
+    def _relay_nats_clients(self) -> None:
+        """Relays into each region's NATS client port, for the other regions' clients."""
+        if self.netsplit is None:
+            return
+        for name in self.regions_named:
+            port = urlsplit(self._require(self.supercluster).url(name)).port
+            assert port is not None
+            self._relayed_nats[name] = f"nats://127.0.0.1:{self.netsplit.relay(name, port)}"
+
+    def _relay_kubeconfig(self, region: str, text: str) -> str:
+        """A kubeconfig for `region`'s API server as the hub dials it (through a relay, if any)."""
+        if self.netsplit is None:
+            return text
+        document = yaml.safe_load(text)
+        for entry in document["clusters"]:
+            server = urlsplit(entry["cluster"]["server"])
+            assert server.port is not None
+            relayed = self.netsplit.relay(region, server.port)
+            entry["cluster"]["server"] = server._replace(netloc=f"{server.hostname}:{relayed}").geturl()
+        return str(yaml.safe_dump(document))
+
+    def _place_processes(self) -> None:
+        """Tell the relays which region each process that dials another region belongs to."""
+        if self.netsplit is None:
+            return
+        supercluster = self._require(self.supercluster)
+        # The operator runs in this process: the hub's.
+        self.netsplit.place(os.getpid(), self.regions_named[0])
+        for name in self.regions_named:
+            region = self.regions.get(name)
+            gateway = None if region is None else region.gateway
+            for process in [supercluster.servers[name], supercluster.geo_servers.get(name), gateway]:
+                if process is not None and (pid := process.pid) is not None:
+                    self.netsplit.place(pid, name)
 
     @staticmethod
     def _require(value: T | None) -> T:

@@ -66,3 +66,18 @@ def test_tags_and_unique_tag_spread_a_stretched_clusters_replicas_by_region(tmp_
 def test_a_unique_tag_without_jetstream_renders_no_jetstream_block(tmp_path: Path) -> None:
     rendered = render_config(NatsServerConfig(store_dir=tmp_path, jetstream=False, unique_tag="region"))
     assert "jetstream" not in rendered
+
+
+def test_routes_and_gateways_can_advertise_another_address_than_they_listen_on(tmp_path: Path) -> None:
+    config = NatsServerConfig(
+        store_dir=tmp_path,
+        cluster=ClusterConfig(name="geo", port=6222, advertise="127.0.0.1:16222"),
+        gateway=GatewayConfig(name="geo", port=7222, advertise="127.0.0.1:17222"),
+    )
+    rendered = render_config(config)
+    assert rendered["cluster"]["advertise"] == "127.0.0.1:16222"
+    assert rendered["gateway"]["advertise"] == "127.0.0.1:17222"
+    assert (
+        "advertise"
+        not in render_config(NatsServerConfig(store_dir=tmp_path, cluster=ClusterConfig("a", 1)))["cluster"]
+    )
