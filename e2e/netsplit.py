@@ -96,8 +96,6 @@ class Netsplit:
     _thread: threading.Thread | None = None
     refused: dict[tuple[str | None, str], int] = field(default_factory=dict)
     """(source region, destination region) -> connections refused by a cut."""
-    unattributed: int = 0
-    """Relayed connections whose process was not known (outside every region)."""
 
     def start(self) -> Netsplit:
         ready = threading.Event()
@@ -167,8 +165,6 @@ class Netsplit:
         peer_port = writer.get_extra_info("peername")[1]
         relay_port = writer.get_extra_info("sockname")[1]
         source = await asyncio.to_thread(self._owner, peer_port, relay_port)
-        if source is None:
-            self.unattributed += 1
         if blocked(source, destination, self._cut):
             self.refused[(source, destination)] = self.refused.get((source, destination), 0) + 1
             writer.transport.abort()
