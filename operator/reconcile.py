@@ -280,6 +280,9 @@ class Reconciler:
     _routing_locks: dict[PipelineRef, asyncio.Lock] = field(default_factory=dict, init=False)
     _guard_totals: dict[tuple[PipelineRef, str], tuple[int, int]] = field(default_factory=dict, init=False)
     _drains_checked: set[PipelineRef] = field(default_factory=set, init=False)
+    # Pipelines whose drain could not be opened or closed at the last decision: the next probe of
+    # any region decides again, rather than the next pass (which waits on a dead region's timeouts).
+    _drains_unsettled: set[PipelineRef] = field(default_factory=set, init=False)
 
     def active_workers(self, region: str) -> int:
         """Ready workers of every pipeline in `region`, as last reconciled."""
@@ -563,13 +566,18 @@ class Reconciler:
                 events=events,
             )
 
-    async def reroute(self) -> None:
-        """Decide drains and weights again for every pipeline, from its last pass's inputs.
+    async def reroute(self, only: Set[PipelineRef] | None = None) -> None:
+        """Decide drains and weights again for every pipeline (or those in `only`), from its last
+        pass's inputs.
 
         Called when a region's phase turns to or from Failed, so traffic leaves a dead region at
-        the next probe rather than after a whole pass (which waits on that region's timeouts).
+        the next probe rather than after a whole pass (which waits on that region's timeouts), and
+        after a drain could not be opened or closed. Weights do not wait for the drain: a region
+        at weight 0 takes no new jobs, and its drain follows at the next probe.
         """
         for ref, routing in list(self._routing_inputs.items()):
+            if only is not None and ref not in only:
+                continue
             reports = [RegionReport(region=p.region, pool=p.pool, weight=p.weight) for p in routing.regions]
             events: list[EventNote] = []
             try:
@@ -628,6 +636,7 @@ class Reconciler:
         Workers learn their drains from the routing table.
         """
         drains: list[Drain] = []
+        unsettled = False
         for placement in regions:
             origin = placement.region
             backup = backup_placement(origin, topology, pools)
@@ -668,8 +677,13 @@ class Reconciler:
                         logger.info("ImagePipeline %s: %s", ref, message)
                     self._draining.discard(key)
             except (RegionUnreachableError, JetStreamRefusedError) as error:
+                unsettled = True
                 logger.warning("The drain of region %s for ImagePipeline %s: %s", origin, ref, error)
         self._drains_checked.add(ref)
+        if unsettled:
+            self._drains_unsettled.add(ref)
+        else:
+            self._drains_unsettled.discard(ref)
         return drains
 
     async def _remove_other_regions(
@@ -783,6 +797,7 @@ class Reconciler:
         self._forget_ready_workers(ref)
         self.replicas.forget(ref)
         self._routing_inputs.pop(ref, None)
+        self._drains_unsettled.discard(ref)
         self._plans.pop(ref, None)
         self._published.pop(ref, None)
         metrics.forget_pipeline(ref.namespace, ref.name, sorted(set(regions)))
@@ -843,6 +858,8 @@ class Reconciler:
         self._region_phases[pool.region] = new.phase
         if was_failed != (new.phase == RegionPhase.FAILED):
             await self.reroute()
+        elif self._drains_unsettled:
+            await self.reroute(only=set(self._drains_unsettled))
         if probe.round_trip_seconds is not None:
             metrics.REGION_ROUND_TRIP.labels(region=pool.region).set(probe.round_trip_seconds)
         metrics.RECONCILES.labels(kind="RegionPool", result="success" if probe.ok else "error").inc()

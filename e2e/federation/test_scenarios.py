@@ -79,6 +79,9 @@ FAILBACK_SHIFT = {"stepPercent": 15, "interval": "2s"}
 RPO_WINDOW = 1.0
 """Seconds before a loss within which an accepted job may not have left the region yet (the mirror
 and the record replicas copy within about a second on loopback)."""
+DRAIN_AFTER_WEIGHT_ZERO = 10.0
+"""Seconds a drain may trail its region's weight 0: JetStream elects new leaders after a region's
+loss, and the operator retries opening the drain at each probe (every 0.5 s here) until one answers."""
 
 GUARDED_BEFORE = {"r1": 50, "r2": 50, "r3": 0}
 GUARDED_AFTER = {"r1": 25, "r2": 25, "r3": 50}
@@ -247,7 +250,13 @@ def test_a_region_lost_under_load_fails_over_to_its_backup_and_every_accepted_jo
     assert drain_opened.drains == (LOST,), (
         f"other regions were drained too: {routing.samples}; r1's events: {world.region_events(BACKUP)}"
     )
-    assert LOST in weight_zero.drains, "the drain is in the same routing entry as the weight 0"
+    # Weight 0 does not wait for the drain (no new job goes to the dead region either way); while
+    # JetStream re-elects after the loss, opening the drain may fail once or twice and is retried
+    # at the next probe of any region.
+    assert drain_opened.at - weight_zero.at <= DRAIN_AFTER_WEIGHT_ZERO, (
+        f"the drain came {drain_opened.at - weight_zero.at:.1f} s after the weight 0: "
+        f"{routing_timeline(routing.samples, lost_at)}"
+    )
     assert drained_at is not None, "r1's workers never emptied r3's mirror"
     # The RPO of regional durability: jobs r3 accepted whose copy (in the mirror) or completion
     # record (in the replicas) had not left r3 when it died. Only the last moment's can be such.

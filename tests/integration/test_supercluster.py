@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import nats
 import pytest
-from nats.js.api import StreamConfig, StreamSource
+from nats.js.api import PubAck, StreamConfig, StreamSource
 from nats.js.client import JetStreamContext
 
 from e2e.regions import GEO_CLUSTER, Supercluster
@@ -150,7 +150,7 @@ async def test_an_r3_geo_stream_keeps_accepting_and_keeps_every_acknowledged_job
         )
         acked: dict[int, bytes] = {}
         for i in range(200):
-            ack = await js.publish("geo.jobs", f"job-{i}".encode(), headers={"Nats-Msg-Id": f"job-{i}"})
+            ack = await publish_job(js, i)
             acked[ack.seq] = f"job-{i}".encode()
     finally:
         await nc.close()
@@ -163,24 +163,31 @@ async def test_an_r3_geo_stream_keeps_accepting_and_keeps_every_acknowledged_job
         nc, js = await jetstream(supercluster.url(survivor))
         try:
             lost_at = time.monotonic()
-            first = await retry(
-                lambda: js.publish("geo.jobs", b"job-200", headers={"Nats-Msg-Id": "job-200"}), within=30.0
-            )
+            first = await publish_job(js, 200)
             print(f"\ngeo stream accepted again {time.monotonic() - lost_at:.2f} s after losing its leader")
             acked[first.seq] = b"job-200"
             for i in range(201, 300):
-                ack = await js.publish("geo.jobs", f"job-{i}".encode(), headers={"Nats-Msg-Id": f"job-{i}"})
+                ack = await publish_job(js, i)
                 acked[ack.seq] = f"job-{i}".encode()
-            after = await js.stream_info("GEO_JOBS")
+            after = await retry(lambda: js.stream_info("GEO_JOBS"))
             assert after.cluster is not None
             assert after.cluster.leader != info.cluster.leader
             assert after.state.messages == 300
             for seq, data in acked.items():
-                assert (await js.get_msg("GEO_JOBS", seq)).data == data
+                assert (await retry(lambda s=seq: js.get_msg("GEO_JOBS", s))).data == data
         finally:
             await nc.close()
     finally:
         supercluster.recover(leader_region)
+
+
+async def publish_job(js: JetStreamContext, i: int) -> PubAck:
+    """Publish job `i` as a gateway does: retried with the same message id until JetStream
+    acknowledges it (the new leader may step in and out for a while after a region's loss, and a
+    retry of a publish that did land is answered as a duplicate with the original sequence)."""
+    return await retry(
+        lambda: js.publish("geo.jobs", f"job-{i}".encode(), headers={"Nats-Msg-Id": f"job-{i}"}), within=60.0
+    )
 
 
 async def publish_latencies(js: JetStreamContext, subject: str, count: int) -> list[float]:
