@@ -192,6 +192,8 @@ class KeyValueSpec:
     max_value_size: int = -1
     placement_cluster: str | None = None
     description: str = ""
+    direct: bool = True
+    """Answers direct gets, which need no JetStream meta leader (`pixelmesh.directget`)."""
 
     IMMUTABLE = ("bucket", "storage")
 
@@ -382,6 +384,7 @@ def build_region_buckets(settings: RegionBucketSettings) -> RegionBuckets:
             replicas=settings.replicas,
             max_age_seconds=ttl,
             placement_cluster=settings.placement_cluster,
+            direct=True,
             description=description,
         )
 

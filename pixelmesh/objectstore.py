@@ -38,6 +38,8 @@ from datetime import UTC, datetime
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
+from pixelmesh.directget import last_message
+
 SOURCE_CHUNK_BYTES = 512 * 1024
 """Chunk size for sources: a 12 MP photo is 7 chunks instead of 28 at nats-py's 128 KiB (read in
 10-13 ms instead of 11-19, docs/benchmarks.md), and 512 KiB stays under every server's
@@ -84,9 +86,11 @@ def object_digest(data: bytes) -> str:
 async def read_object_info(js: JetStreamContext, *, stream: str, bucket: str, name: str) -> api.ObjectInfo:
     """The metadata of object `name`; `ObjectNotFoundError` if it is missing or deleted."""
     try:
-        msg = await js.get_last_msg(stream, meta_subject(bucket, name))
+        msg = await last_message(js, stream, meta_subject(bucket, name))
     except NotFoundError as exc:
-        if exc.err_code != NO_MESSAGE_FOUND:
+        # A direct get's "not found" has no code; a missing stream answers no direct get, and the
+        # API's get that follows says so with its own code.
+        if exc.err_code not in (None, NO_MESSAGE_FOUND):
             raise  # the stream itself is missing: a provisioning problem, not a missing object
         raise ObjectNotFoundError(f"object {name} is not in bucket {bucket} (stream {stream})") from exc
     info: api.ObjectInfo = api.ObjectInfo.from_response(json.loads(msg.data or b"{}"))

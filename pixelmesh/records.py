@@ -10,17 +10,26 @@ elsewhere a moment ago may still look undone here and run again. It then produce
 under the same output keys (outputs are deterministic), so a late replica costs work, not
 correctness. The replicas present are found in the stream list, refreshed every
 `refresh_seconds`, so a region added later is seen without restarting anyone.
+
+Records are read with direct gets (`pixelmesh.directget`), which a region answers on its own: cut
+off from the others, it has no JetStream meta leader and refuses API calls, but can still tell
+whether a job is done. For the same reason a stream list that fails keeps the last one found.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.errors import APIError, KeyNotFoundError, NotFoundError
 
 from pixelmesh.api import streams
+from pixelmesh.directget import last_message
+
+logger = logging.getLogger(__name__)
 
 DELETED_OPERATIONS = ("DEL", "PURGE")
 
@@ -33,11 +42,13 @@ class CompletionLookup:
         region: str,
         *,
         refresh_seconds: float = 30.0,
+        retry_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._region = region
         self._bucket = streams.completions_bucket(region)
         self._refresh_seconds = refresh_seconds
+        self._retry_seconds = retry_seconds
         self._clock = clock
         self._replicas: tuple[tuple[str, str], ...] = ()
         self._listed_at = float("-inf")
@@ -45,8 +56,8 @@ class CompletionLookup:
     async def find(self, js: JetStreamContext, job_id: str) -> bytes | None:
         """The record's bytes, or None when no region this one can see has finished the job."""
         try:
-            entry = await js.get_last_msg(
-                streams.kv_stream(self._bucket), streams.kv_subject(self._bucket, job_id)
+            entry = await last_message(
+                js, streams.kv_stream(self._bucket), streams.kv_subject(self._bucket, job_id)
             )
         except (NotFoundError, KeyNotFoundError):
             entry = None
@@ -54,7 +65,7 @@ class CompletionLookup:
             return entry.data or b""
         for stream, bucket in await self.replicas(js):
             try:
-                found = await js.get_last_msg(stream, streams.kv_subject(bucket, job_id))
+                found = await last_message(js, stream, streams.kv_subject(bucket, job_id))
             except NotFoundError:
                 continue
             if _live(found.headers):
@@ -65,8 +76,20 @@ class CompletionLookup:
         """(replica stream, origin bucket) of every other region's records held here."""
         if self._clock() - self._listed_at >= self._refresh_seconds:
             prefix = streams.replica_stream(streams.kv_stream(streams.completions_bucket("")), self._region)
+            try:
+                infos = await js.streams_info()
+            except (NatsError, APIError, TimeoutError) as error:
+                # Listing needs the meta leader; the replicas found last time are still there.
+                logger.warning(
+                    "Listing the completion replicas of region %s failed (%s); keeping the %d known.",
+                    self._region,
+                    error,
+                    len(self._replicas),
+                )
+                self._listed_at = self._clock() - self._refresh_seconds + self._retry_seconds
+                return self._replicas
             found = []
-            for info in await js.streams_info():
+            for info in infos:
                 name = info.config.name or ""
                 if name.startswith(prefix):
                     origin = name.removeprefix(streams.replica_stream("", self._region))

@@ -28,6 +28,7 @@ from nats.js.errors import NotFoundError
 from pixelmesh.api import streams
 from pixelmesh.api.messages import PipelineRef
 from pixelmesh.api.routing import RoutingEntry
+from pixelmesh.directget import last_message
 from pixelmesh.worker.config import WorkerConfig
 from pixelmesh.worker.consumer import JobConsumer
 from pixelmesh.worker.outcome import describe
@@ -41,8 +42,8 @@ async def find_drains(js: JetStreamContext, ref: PipelineRef, region: str) -> di
     """Origin region -> (stream, consumer) of every drain the routing table gives this region."""
     bucket = streams.routing_bucket(region)
     try:
-        entry = await js.get_last_msg(
-            streams.kv_stream(bucket), streams.kv_subject(bucket, streams.routing_key(ref))
+        entry = await last_message(
+            js, streams.kv_stream(bucket), streams.kv_subject(bucket, streams.routing_key(ref))
         )
     except NotFoundError:
         return {}

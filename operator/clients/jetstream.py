@@ -231,11 +231,13 @@ def _observed_key_value(bucket: str, config: js_api.StreamConfig) -> KeyValueSpe
         max_value_size=_int_or_unlimited(config.max_msg_size),
         placement_cluster=_placement_cluster(config.placement),
         description=config.description or "",
+        direct=bool(config.allow_direct),
     )
 
 
 async def ensure_key_value(js: JetStreamContext, spec: KeyValueSpec) -> Change:
-    """Create the KV bucket, or update its history, TTL, size limits, replicas and description."""
+    """Create the KV bucket, or update its history, TTL, size limits, replicas, direct gets and
+    description."""
     stream = streams.kv_stream(spec.bucket)
     observed = await _stream_config(js, stream)
     change = plan_change(spec, _observed_key_value(spec.bucket, observed) if observed is not None else None)
@@ -251,6 +253,7 @@ async def ensure_key_value(js: JetStreamContext, spec: KeyValueSpec) -> Change:
                 storage=js_api.StorageType(spec.storage.value),
                 replicas=spec.replicas,
                 placement=_placement(spec.placement_cluster),
+                direct=spec.direct,
             )
         )
         logger.info("Created key-value bucket %s.", spec.bucket)
@@ -266,6 +269,7 @@ async def ensure_key_value(js: JetStreamContext, spec: KeyValueSpec) -> Change:
                 max_msg_size=spec.max_value_size,
                 num_replicas=spec.replicas,
                 placement=_placement(spec.placement_cluster),
+                allow_direct=spec.direct,
             )
         )
         logger.info("Updated key-value bucket %s: %s changed.", spec.bucket, ", ".join(change.fields))

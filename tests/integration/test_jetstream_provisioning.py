@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig
 from nats.js.errors import KeyNotFoundError, NoStreamResponseError
 
 from pixelmesh.api import streams
@@ -110,3 +111,26 @@ async def test_replicas_follow_their_origins_and_the_routing_mirror_reads_as_a_b
     assert await lookup.find(js, "job-2") is None
     with pytest.raises(NoStreamResponseError):
         await routing_here.put("media.thumbs", b"forged")  # a mirror takes no writes
+
+
+async def test_buckets_and_replicas_answer_direct_gets_and_an_older_bucket_is_updated_to(
+    js: JetStreamContext,
+) -> None:
+    # A bucket made before direct gets were asked for (nats-py's default leaves them off).
+    older = streams.completions_bucket("r1")
+    await js.create_key_value(KeyValueConfig(bucket=older))
+    await (await js.key_value(older)).put("job-1", b"done")
+    assert not (await js.stream_info(streams.kv_stream(older))).config.allow_direct
+
+    provisioned = await ensure_region_buckets(js, RegionBucketSettings(region="r1", peers=("r2",)))
+    await ensure_region_buckets(js, RegionBucketSettings(region="r2", peers=("r1",), backed_up=("r1",)))
+
+    assert provisioned.changes[older].kind is ChangeKind.UPDATE
+    assert (await (await js.key_value(older)).get("job-1")).value == b"done"
+    direct = {info.config.name: bool(info.config.allow_direct) for info in await js.streams_info()}
+    kv_and_replicas = {
+        name: allowed for name, allowed in direct.items() if name.startswith(("KV_", "REPLICA_"))
+    }
+    assert kv_and_replicas
+    assert all(kv_and_replicas.values()), kv_and_replicas
+    assert not (await ensure_region_buckets(js, RegionBucketSettings(region="r1", peers=("r2",)))).changed
