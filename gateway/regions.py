@@ -2,8 +2,9 @@
 
 The gateway must keep serving the regions it can reach when another is down, so each region
 connects in the background and keeps reconnecting; a request routed to a region that is not
-connected gets 503 (and routing prefers connected regions in the first place). Bucket handles are
-looked up once and kept: `js.key_value()` and `js.object_store()` each cost a JetStream API call.
+connected gets 503 (and routing prefers connected regions in the first place). KV handles are
+looked up once and kept: `js.key_value()` costs a JetStream API call. Objects are read by
+`pixelmesh.objectstore`, which needs no handle.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
-from nats.js.object_store import ObjectStore
 
 from pixelmesh.api.http import ProblemCode
 from pixelmesh.gateway.problems import ProblemError
@@ -38,7 +38,6 @@ class RegionLink:
     servers: tuple[str, ...]
     nc: NatsClient | None = None
     _kv: dict[str, KeyValue] = field(default_factory=dict)
-    _stores: dict[str, ObjectStore] = field(default_factory=dict)
     _connecting: asyncio.Task[None] | None = None
     _closing: bool = False
     _last_error_logged: float = float("-inf")
@@ -116,12 +115,6 @@ class RegionLink:
         handle = self._kv.get(bucket)
         if handle is None:
             handle = self._kv[bucket] = await self.js.key_value(bucket)
-        return handle
-
-    async def store(self, bucket: str) -> ObjectStore:
-        handle = self._stores.get(bucket)
-        if handle is None:
-            handle = self._stores[bucket] = await self.js.object_store(bucket)
         return handle
 
     async def close(self) -> None:

@@ -31,13 +31,13 @@ from datetime import datetime
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import ObjectInfo
 from nats.js.errors import (
     APIError,
     BucketNotFoundError,
     KeyNotFoundError,
     NoStreamResponseError,
     NotFoundError,
-    ObjectNotFoundError,
 )
 from pydantic import ValidationError
 
@@ -65,7 +65,7 @@ from pixelmesh.gateway.views import (
     view_of_dead_letter,
     view_of_result,
 )
-from pixelmesh.objectstore import ObjectCorruptError, put_object, read_object
+from pixelmesh.objectstore import ObjectCorruptError, put_object, read_object, read_object_info
 from pixelmesh.objectstore import ObjectNotFoundError as StoredObjectMissingError
 from pixelmesh.records import CompletionLookup
 
@@ -233,10 +233,9 @@ class JobService:
         key = hashlib.sha256(data).hexdigest()
         region = route.region
         try:
-            store = await region.store(route.sources)
             try:
-                await store.get_info(key)
-            except ObjectNotFoundError:
+                await _object_info(region, route.sources, key)
+            except StoredObjectMissingError:
                 # Chunks published together: nats-py's `put` waits for each chunk's ack in turn.
                 await put_object(region.js, bucket=route.sources, name=key, data=data)
                 self.metrics.sources_stored.labels(region.name).inc()
@@ -248,9 +247,8 @@ class JobService:
         """The stored source's size, or None when the route's source store does not hold it."""
         region = route.region
         try:
-            store = await region.store(route.sources)
-            info = await store.get_info(key)
-        except ObjectNotFoundError:
+            info = await _object_info(region, route.sources, key)
+        except StoredObjectMissingError:
             return None
         except (NatsError, APIError, OSError) as error:
             raise _unavailable(region, "look the source up", error) from error
@@ -541,9 +539,10 @@ class JobService:
         self, region: RegionLink, bucket: str, key: str, fmt: OutputType
     ) -> StoredObject | None:
         try:
-            store = await region.store(bucket)
-            info = await store.get_info(key)
-        except (ObjectNotFoundError, BucketNotFoundError):
+            info = await _object_info(region, bucket, key)
+        except StoredObjectMissingError:
+            return None
+        except NotFoundError:  # no such bucket
             return None
         except (NatsError, APIError, OSError) as error:
             raise _unavailable(region, "look the output up", error) from error
@@ -558,6 +557,12 @@ class JobService:
             content_type=CONTENT_TYPES[fmt],
             size=info.size or 0,
         )
+
+
+async def _object_info(region: RegionLink, bucket: str, key: str) -> ObjectInfo:
+    """The metadata of object `key`, read with a direct get where the store allows it (as a region
+    cut off from the others still can); `StoredObjectMissingError` when it is missing."""
+    return await read_object_info(region.js, stream=streams.object_stream(bucket), bucket=bucket, name=key)
 
 
 def _raise_if_failed(result: JobResult) -> None:
