@@ -55,6 +55,7 @@ from pixelmesh.operator.builders.pipeline_file import (
 )
 from pixelmesh.operator.builders.streams import pipeline_stream_settings, region_bucket_settings
 from pixelmesh.operator.errors import JetStreamRefusedError, RegionUnreachableError
+from pixelmesh.operator.federation.guards import GuardTotals
 from pixelmesh.operator.federation.traffic import GuardReading, TrafficPlan, plan_weights, shift_policy
 from pixelmesh.operator.jetstream import PipelineStreamSettings, RegionBucketSettings
 from pixelmesh.operator.placement import DefaultRegion, resolve_placements
@@ -278,7 +279,7 @@ class Reconciler:
     _draining: set[tuple[PipelineRef, str]] = field(default_factory=set, init=False)
     _routing_inputs: dict[PipelineRef, RoutingInputs] = field(default_factory=dict, init=False)
     _routing_locks: dict[PipelineRef, asyncio.Lock] = field(default_factory=dict, init=False)
-    _guard_totals: dict[tuple[PipelineRef, str], tuple[int, int]] = field(default_factory=dict, init=False)
+    _guard_totals: dict[tuple[PipelineRef, str], GuardTotals] = field(default_factory=dict, init=False)
     _drains_checked: set[PipelineRef] = field(default_factory=set, init=False)
     # Pipelines whose drain could not be opened or closed at the last decision: the next probe of
     # any region decides again, rather than the next pass (which waits on a dead region's timeouts).
@@ -598,21 +599,18 @@ class Reconciler:
     async def _guard_readings(
         self, ref: PipelineRef, placements: Sequence[RegionPlacement]
     ) -> dict[str, GuardReading]:
-        """Each region's error rate since the last pass, from its workers' running totals."""
+        """Each region's error rate and p99 latency since the last pass, from its workers' running
+        totals."""
         readings: dict[str, GuardReading] = {}
         for placement in placements:
             totals = await self.jetstream.worker_totals(placement, ref)
             if totals is None:
                 continue
-            now = (sum(t.served for t in totals), sum(t.failed for t in totals))
+            now = GuardTotals.of(totals)
             before = self._guard_totals.get((ref, placement.region))
             self._guard_totals[(ref, placement.region)] = now
-            if before is None:
-                continue
-            served, failed = now[0] - before[0], now[1] - before[1]
-            # A restarted worker starts its totals again: a drop is not a reading.
-            if served > 0 and failed >= 0:
-                readings[placement.region] = GuardReading(error_rate=failed / served)
+            if before is not None and (reading := now.reading_since(before)) is not None:
+                readings[placement.region] = reading
         return readings
 
     async def _fail_over(

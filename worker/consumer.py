@@ -38,6 +38,7 @@ from typing import Protocol
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import NotJSMessageError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
@@ -101,6 +102,16 @@ class ConsumerLimits:
 
     ack_wait_seconds: float
     max_deliver: int
+
+
+def _since_accepted(msg: Msg) -> float | None:
+    """Seconds since the job's stream stored it (its accept; a mirror keeps the origin's time),
+    by this host's clock; None for a message without JetStream metadata."""
+    try:
+        stored = msg.metadata.timestamp
+    except NotJSMessageError:
+        return None
+    return max(0.0, (datetime.now(UTC) - stored).total_seconds())
 
 
 def source_locations(job: JobMessage, region: str) -> list[tuple[str, str]]:
@@ -417,7 +428,12 @@ class JobConsumer:
             fate = await self._run_job(msg, fetched_at)
         finally:
             served = fate not in (RELEASED, DUPLICATE)
-            self._meter.finished(time.monotonic(), served=served, failed=served and fate != SUCCEEDED)
+            self._meter.finished(
+                time.monotonic(),
+                served=served,
+                failed=served and fate != SUCCEEDED,
+                latency_seconds=_since_accepted(msg),
+            )
 
     async def _run_job(self, msg: Msg, fetched_at: float) -> Fate:
         """Process one job and settle its message; the fate it met."""

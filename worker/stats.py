@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from nats.js.kv import KeyValue
 
 from pixelmesh.api import streams
+from pixelmesh.api.latency import BUCKETS, bucket_of
 from pixelmesh.api.messages import PipelineRevision, WorkerReport
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ class ServiceMeter:
     served: int = 0
     failed: int = 0
     """Of `served`, the jobs that failed (for good or for now): a traffic shift's guard reads it."""
+    latency_counts: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    """Jobs served, by latency bucket (`pixelmesh.api.latency`): the guard's p99 reads it."""
     _busy: float = 0.0
     _active: int = 0
     _busy_since: float | None = field(default=None, repr=False)
@@ -42,11 +45,16 @@ class ServiceMeter:
             self._busy_since = now
         self._active += 1
 
-    def finished(self, now: float, *, served: bool, failed: bool = False) -> None:
+    def finished(
+        self, now: float, *, served: bool, failed: bool = False, latency_seconds: float | None = None
+    ) -> None:
+        """One job out of hand; `latency_seconds` from its accept to now, when known."""
         self._active = max(0, self._active - 1)
         if served:
             self.served += 1
             self.failed += int(failed)
+            if latency_seconds is not None:
+                self.latency_counts[bucket_of(latency_seconds)] += 1
         if self._active == 0 and self._busy_since is not None:
             self._busy += now - self._busy_since
             self._busy_since = None
@@ -81,6 +89,7 @@ async def report_forever(
             generation=revision.generation,
             served=meter.served,
             failed=meter.failed,
+            latency_counts=list(meter.latency_counts),
             busy_seconds=round(meter.busy_seconds(time.monotonic()), 3),
             in_flight=meter.active,
             threads=threads,

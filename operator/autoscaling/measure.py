@@ -34,6 +34,8 @@ class WorkerTotals:
     served: int
     busy_seconds: float
     failed: int = 0
+    latency_counts: tuple[int, ...] = ()
+    """Jobs served by latency bucket (`pixelmesh.api.latency`); empty from a worker that does not count."""
 
 
 @dataclass(frozen=True, slots=True)

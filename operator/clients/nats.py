@@ -419,7 +419,15 @@ async def _worker_totals(js: JetStreamContext, ref: PipelineRef, region: str) ->
             except ValidationError:
                 continue
             if report.region == region:
-                found.append(WorkerTotals(report.worker, report.served, report.busy_seconds, report.failed))
+                found.append(
+                    WorkerTotals(
+                        report.worker,
+                        report.served,
+                        report.busy_seconds,
+                        report.failed,
+                        tuple(report.latency_counts),
+                    )
+                )
     finally:
         await watcher.stop()  # type: ignore[no-untyped-call]
     return tuple(found)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, NonNegativeInt
 
 from pixelmesh.api.base import ApiModel
 from pixelmesh.api.pipeline import OutputType, PipelineSpec
@@ -182,6 +182,8 @@ class WorkerReport(ApiModel):
     failed: int = Field(default=0, ge=0)
     """Of `served`, the jobs that failed, for good or to be retried."""
     busy_seconds: float = Field(default=0.0, ge=0.0)
+    latency_counts: list[NonNegativeInt] = Field(default_factory=list, max_length=64)
+    """Of `served`, the jobs by latency bucket (`pixelmesh.api.latency`); empty: not counted."""
     in_flight: int = Field(default=0, ge=0)
     threads: int = Field(default=0, ge=0)
     reported_at: datetime = Field(default_factory=utc_now)

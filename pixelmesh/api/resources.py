@@ -274,7 +274,9 @@ class TrafficShift(ApiModel):
     max_error_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     """Failed jobs over finished jobs in a region that received traffic; above it the shift rolls back."""
     max_p99_latency: Duration | None = None
-    """99th percentile job latency above which the shift rolls back. Omitted: not checked."""
+    """99th percentile job latency (accept to outcome, jobs served over the interval) above which
+    the shift rolls back; measured in buckets, so it reads as the bucket's upper bound
+    (0.05s, 0.1s, 0.25s, 0.5s, 1s, 2.5s, 5s, 10s, 30s, 1m, 2m, 5m). Omitted: not checked."""
 
 
 class Durability(StrEnum):

@@ -9,6 +9,7 @@ from pathlib import Path
 from nats.js import JetStreamContext
 
 from pixelmesh.api import streams
+from pixelmesh.api.latency import LATENCY_BOUNDS_SECONDS, quantile
 from pixelmesh.api.messages import WorkerReport
 from pixelmesh.natsserver import NatsServer
 from pixelmesh.operator.autoscaling.decision import service_rate
@@ -63,3 +64,8 @@ async def test_reports_count_served_jobs_and_busy_time(
     rate = service_rate({report.worker: (float(report.served), report.busy_seconds)})
     assert rate is not None
     assert rate >= JOBS / (elapsed + 1.0), "busy time never exceeds the wall time the jobs took"
+    # Every job is counted by its latency from the accept, none above the whole run's time.
+    assert sum(report.latency_counts) == JOBS
+    p99 = quantile(report.latency_counts, 0.99)
+    assert p99 is not None
+    assert 0.0 < p99 <= next(b for b in LATENCY_BOUNDS_SECONDS if b >= elapsed + 1.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pixelmesh.api.latency import bucket_of
 from pixelmesh.worker.stats import ServiceMeter
 
 
@@ -38,3 +39,21 @@ def test_released_and_duplicate_jobs_are_not_served() -> None:
     meter.started(0.0)
     meter.finished(0.1, served=False)
     assert meter.served == 0
+
+
+def test_served_jobs_are_counted_by_latency_bucket_and_the_others_are_not() -> None:
+    meter = ServiceMeter()
+    for latency in (0.01, 0.3, 0.3, 7.0):
+        meter.started(0.0)
+        meter.finished(1.0, served=True, latency_seconds=latency)
+    meter.started(0.0)
+    meter.finished(1.0, served=False, latency_seconds=0.3)  # released: not served
+    meter.started(0.0)
+    meter.finished(1.0, served=True)  # latency unknown: served, not counted
+
+    counts = meter.latency_counts
+    assert sum(counts) == 4
+    assert counts[bucket_of(0.3)] == 2
+    assert counts[bucket_of(0.01)] == 1
+    assert counts[bucket_of(7.0)] == 1
+    assert meter.served == 5

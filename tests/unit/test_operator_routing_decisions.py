@@ -1,14 +1,17 @@
-"""The reconciler's failover decisions against in-memory seams: weights leave a failed region at
-once, and a drain that could not be opened is opened at the next probe, not the next pass."""
+"""The reconciler's routing decisions against in-memory seams: weights leave a failed region at
+once, a drain that could not be opened is opened at the next probe (not the next pass), and a
+traffic shift rolls back when its target's p99 latency breaches the guard."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
+from pixelmesh.api.latency import BUCKETS, bucket_of
 from pixelmesh.api.messages import PipelineRef
 from pixelmesh.api.resources import RegionPoolSpec
 from pixelmesh.api.routing import RoutingEntry
@@ -52,6 +55,8 @@ class FakeJetStream:
     drain_refusals: int = 0
     routing: list[RoutingEntry] = field(default_factory=list)
     open_drains: set[str] = field(default_factory=set)
+    totals: dict[str, tuple[WorkerTotals, ...]] = field(default_factory=dict)
+    """The workers' running totals by region, as the worker-stats bucket would hold them."""
 
     async def ensure_region(
         self, placement: RegionPlacement, settings: RegionBucketSettings
@@ -85,7 +90,7 @@ class FakeJetStream:
     async def worker_totals(
         self, placement: RegionPlacement, ref: PipelineRef
     ) -> tuple[WorkerTotals, ...] | None:
-        return None
+        return self.totals.get(placement.region)
 
     async def ensure_geo_sources(self, home: RegionPlacement, geo: GeoPlacement) -> dict[str, str]:
         return {}
@@ -204,3 +209,54 @@ async def test_the_drain_closes_when_the_region_is_back(
 
     assert jetstream.open_drains == set()
     assert jetstream.routing[-1].drains == []
+
+
+def shifting_pipeline(generation: int, weights: dict[str, int]) -> PipelineObject:
+    spec = dict(PIPELINE.spec)
+    spec["regions"] = [{"pool": pool, "weight": weight} for pool, weight in weights.items()]
+    spec["trafficShift"] = {"stepPercent": 20, "interval": "100ms", "maxP99Latency": "2s"}
+    return replace(PIPELINE, generation=generation, spec=spec)
+
+
+def served(count: int, latency_seconds: float, before: WorkerTotals | None = None) -> WorkerTotals:
+    counts = list(before.latency_counts) if before else [0] * BUCKETS
+    counts[bucket_of(latency_seconds)] += count
+    return WorkerTotals("w-1", (before.served if before else 0) + count, 1.0, 0, tuple(counts))
+
+
+async def test_a_shift_whose_target_breaches_the_p99_guard_rolls_back(jetstream: FakeJetStream) -> None:
+    reconciler = Reconciler(runtimes=SingleRuntime(FakeRuntime()), jetstream=jetstream)
+    pools = {n: RegionPoolSpec.model_validate(spec) for n, spec in POOLS.items()}
+    jetstream.totals["r2"] = (served(10, 0.2),)
+    await reconciler.reconcile_pipeline(shifting_pipeline(1, {"r1": 100, "r2": 0}), pools)
+    assert last_weights(jetstream.routing[-1]) == {"r1": 100, "r2": 0}
+
+    moved = shifting_pipeline(2, {"r1": 0, "r2": 100})
+    await asyncio.sleep(0.15)
+    await reconciler.reconcile_pipeline(moved, pools)
+    assert last_weights(jetstream.routing[-1]) == {"r1": 80, "r2": 20}, "the first step"
+    # r2's new jobs wait: 2 of 100 take 5 s, so its p99 is 5 s against a 2 s guard.
+    jetstream.totals["r2"] = (served(2, 5.0, served(98, 0.2, jetstream.totals["r2"][0])),)
+    await asyncio.sleep(0.15)
+    outcome = await reconciler.reconcile_pipeline(moved, pools)
+
+    assert last_weights(jetstream.routing[-1]) == {"r1": 100, "r2": 0}
+    breach = [e for e in outcome.events if e.reason == "GuardBreached"]
+    assert breach, outcome.events
+    assert "p99 latency is 5.00s (limit 2.00s)" in breach[0].message
+
+
+async def test_a_shift_whose_target_keeps_its_p99_goes_on(jetstream: FakeJetStream) -> None:
+    reconciler = Reconciler(runtimes=SingleRuntime(FakeRuntime()), jetstream=jetstream)
+    pools = {n: RegionPoolSpec.model_validate(spec) for n, spec in POOLS.items()}
+    jetstream.totals["r2"] = (served(10, 0.2),)
+    await reconciler.reconcile_pipeline(shifting_pipeline(1, {"r1": 100, "r2": 0}), pools)
+    moved = shifting_pipeline(2, {"r1": 0, "r2": 100})
+    await asyncio.sleep(0.15)
+    await reconciler.reconcile_pipeline(moved, pools)
+    # 1 slow job of 100 is the 1 % the p99 leaves out.
+    jetstream.totals["r2"] = (served(1, 5.0, served(99, 0.2, jetstream.totals["r2"][0])),)
+    await asyncio.sleep(0.15)
+    await reconciler.reconcile_pipeline(moved, pools)
+
+    assert last_weights(jetstream.routing[-1]) == {"r1": 60, "r2": 40}, "the second step"
