@@ -42,6 +42,7 @@ from pixelmesh.api.resources import (
     RegionPhase,
     RegionPoolSpec,
     RegionPoolStatus,
+    TrafficStatus,
     duration_seconds,
 )
 from pixelmesh.api.routing import Drain, RoutingEntry
@@ -390,12 +391,20 @@ class Reconciler:
         events += await self._remove_other_regions(
             ref, spec, pools, kept_regions, set(placements.missing_pools)
         )
+        plan = self._plans.get(ref)
         return PipelineFindings(
             generation=obj.generation,
             regions=tuple(reports),
             placement_problems=tuple(problems),
             pipeline_hash=pipeline_spec_hash(pipeline),
             pipeline_generation=generation,
+            traffic=(
+                TrafficStatus(
+                    state=plan.status, reason=plan.reason, message=plan.message, generation=plan.generation
+                )
+                if plan is not None
+                else None
+            ),
             now=utc_now(),
         )
 

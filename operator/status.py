@@ -30,6 +30,7 @@ from pixelmesh.api.resources import (
     PipelineRegionStatus,
     RegionPhase,
     RegionPoolStatus,
+    TrafficStatus,
 )
 
 
@@ -172,6 +173,8 @@ class PipelineFindings:
     """Regions that could not be placed (a missing pool); the others were reconciled."""
     pipeline_hash: str = ""
     pipeline_generation: int = 0
+    traffic: TrafficStatus | None = None
+    """Where the rollout of the weights stands; None: no routing decision this pass (keep the last)."""
     now: datetime = field(default_factory=utc_now)
 
 
@@ -193,6 +196,17 @@ def parse_pipeline_status(raw: Mapping[str, Any] | None) -> ImagePipelineStatus:
 def observe_generation(generation: int) -> Transaction:
     def apply(status: ImagePipelineStatus) -> ImagePipelineStatus:
         return status.model_copy(update={"observed_generation": generation})
+
+    return apply
+
+
+def record_traffic(findings: PipelineFindings) -> Transaction:
+    """The rollout of the weights, with the reason a shift stopped or rolled back."""
+
+    def apply(status: ImagePipelineStatus) -> ImagePipelineStatus:
+        if findings.traffic is None:
+            return status
+        return status.model_copy(update={"traffic": findings.traffic})
 
     return apply
 
@@ -381,6 +395,7 @@ def pipeline_status(previous: ImagePipelineStatus, findings: PipelineFindings) -
         [
             observe_generation(findings.generation),
             record_regions(findings),
+            record_traffic(findings),
             stream_condition(findings),
             workers_condition(findings),
             degraded_condition(findings),

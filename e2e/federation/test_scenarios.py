@@ -452,6 +452,9 @@ def test_a_shift_toward_a_failing_region_rolls_back_to_the_last_good_weights(
     body = world.wait_pipeline_ready(ref.namespace, ref.name, timeout=30.0)
     status_weights = {r["region"]: r["weight"] for r in body["status"]["regions"]}
     assert status_weights == GUARDED_BEFORE, f"the status shows the rolled-back weights: {status_weights}"
+    traffic = body["status"].get("traffic") or {}
+    assert traffic.get("state") == "RolledBack", f"the status says the shift rolled back: {traffic}"
+    assert "r3" in traffic.get("message", ""), f"the status says why: {traffic}"
     failed_in_r3 = tally.regions.get(LOST)
     assert failed_in_r3 is not None, "r3 took jobs during the shift"
     assert failed_in_r3.failed > 0, "r3's workers really failed jobs"
@@ -471,6 +474,7 @@ def test_a_shift_toward_a_failing_region_rolls_back_to_the_last_good_weights(
                 "event": breached[-1]["message"],
                 "status Ready": condition(body, "Ready").get("message", ""),
                 "status summary": body["status"].get("regionSummary", ""),
+                "status traffic": f"{traffic.get('state')}: {traffic.get('message')}",
             },
         )
     )

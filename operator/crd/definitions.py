@@ -117,6 +117,13 @@ def pipeline_crd() -> CRD:
             ),
             _column("Backlog", "integer", ".status.backlog", "Jobs pending across regions."),
             _column("Regions", "string", ".status.regionSummary", "Regions and their effective weights."),
+            _column(
+                "Traffic",
+                "string",
+                ".status.traffic.state",
+                "Where the rollout of the region weights stands (Steady, Shifting, RolledBack...).",
+                priority=1,
+            ),
             _age(),
         ],
     )

@@ -21,21 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 
-from pixelmesh.api.resources import ImagePipelineSpec, duration_seconds
+from pixelmesh.api.resources import ImagePipelineSpec, ShiftStatus, duration_seconds
 
 Weights = dict[str, int]
-
-
-class ShiftStatus(StrEnum):
-    """Where the rollout of the spec's weights stands."""
-
-    STEADY = "Steady"
-    SHIFTING = "Shifting"
-    ROLLED_BACK = "RolledBack"
-    FAILED_OVER = "FailedOver"
-    NO_ROUTABLE_REGION = "NoRoutableRegion"
 
 
 @dataclass(frozen=True, slots=True)

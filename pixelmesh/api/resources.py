@@ -444,6 +444,32 @@ class PipelinePhase(StrEnum):
     """The operator cannot act on the spec (invalid, or an unknown pool)."""
 
 
+class ShiftStatus(StrEnum):
+    """Where the rollout of the spec's region weights stands."""
+
+    STEADY = "Steady"
+    """The effective weights are the spec's (or as close as the routable regions allow)."""
+    SHIFTING = "Shifting"
+    """Moving toward the spec's weights in steps."""
+    ROLLED_BACK = "RolledBack"
+    """A step breached a guard: back at the last good weights until the spec changes."""
+    FAILED_OVER = "FailedOver"
+    """A region is not routable: its share went to the others at once."""
+    NO_ROUTABLE_REGION = "NoRoutableRegion"
+    """No region is routable: the weights stay as they were."""
+
+
+class TrafficStatus(ApiModel):
+    """The rollout of the spec's region weights, and why it stands where it does."""
+
+    state: ShiftStatus = ShiftStatus.STEADY
+    reason: str = Field(default="", max_length=128)
+    message: str = Field(default="", max_length=1024)
+    """Why, e.g. the guard a step breached and the region's reading."""
+    generation: int = Field(default=0, ge=0)
+    """The routing table's generation of the effective weights in `regions[].weight`."""
+
+
 class PipelineRegionStatus(ApiModel):
     """The pipeline in one region."""
 
@@ -485,6 +511,8 @@ class ImagePipelineStatus(ApiModel):
     """Hash of the pipeline part of the spec; it changes when limits, steps or variants change."""
     pipeline_generation: int = Field(default=0, ge=0)
     """The generation at which the pipeline part last changed: the generation in output keys."""
+    traffic: TrafficStatus | None = None
+    """The rollout of the region weights; omitted until the first routing decision."""
 
 
 class ImagePipeline(ApiModel):

@@ -95,7 +95,7 @@ def test_short_names_scopes_and_the_columns_a_platform_team_scans_for() -> None:
     assert pipeline["spec"]["scope"] == "Namespaced"
     assert pool["spec"]["scope"] == "Cluster"
     columns = [c["name"] for c in pipeline["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert columns == ["Phase", "Ready", "Desired", "Backlog", "Regions", "Age"]
+    assert columns == ["Phase", "Ready", "Desired", "Backlog", "Regions", "Traffic", "Age"]
 
 
 def test_field_docstrings_become_descriptions() -> None:

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
+from pixelmesh.api.resources import ShiftStatus
 from pixelmesh.operator.federation.traffic import (
     GuardReading,
     ShiftPolicy,
-    ShiftStatus,
     TrafficPlan,
     normalise,
     plan_weights,

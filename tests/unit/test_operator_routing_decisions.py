@@ -13,7 +13,7 @@ import pytest
 
 from pixelmesh.api.latency import BUCKETS, bucket_of
 from pixelmesh.api.messages import PipelineRef
-from pixelmesh.api.resources import RegionPoolSpec
+from pixelmesh.api.resources import RegionPoolSpec, ShiftStatus
 from pixelmesh.api.routing import RoutingEntry
 from pixelmesh.operator.autoscaling.measure import WorkerTotals
 from pixelmesh.operator.errors import RegionUnreachableError
@@ -244,6 +244,12 @@ async def test_a_shift_whose_target_breaches_the_p99_guard_rolls_back(jetstream:
     breach = [e for e in outcome.events if e.reason == "GuardBreached"]
     assert breach, outcome.events
     assert "p99 latency is 5.00s (limit 2.00s)" in breach[0].message
+    traffic = outcome.status.traffic
+    assert traffic is not None
+    assert traffic.state is ShiftStatus.ROLLED_BACK
+    assert traffic.reason == "GuardBreached"
+    assert "p99 latency is 5.00s" in traffic.message
+    assert outcome.patch["traffic"]["state"] == "RolledBack", "the status written says so"
 
 
 async def test_a_shift_whose_target_keeps_its_p99_goes_on(jetstream: FakeJetStream) -> None:
