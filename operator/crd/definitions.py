@@ -2,7 +2,8 @@
 
 Pure: `build_crds()` returns the CRD objects as dicts, the same on every call, so the checked-in
 YAML can be compared with a fresh build. Printer columns show what a platform team scans for in
-`kubectl get ipl`: phase, ready workers, backlog, regions, age.
+`kubectl get ipl`: phase, ready workers, backlog, regions, age (and with `-o wide` the desired
+workers and the state of a traffic shift).
 """
 
 from __future__ import annotations
