@@ -540,9 +540,7 @@ class JobService:
     ) -> StoredObject | None:
         try:
             info = await _object_info(region, bucket, key)
-        except StoredObjectMissingError:
-            return None
-        except NotFoundError:  # no such bucket
+        except (StoredObjectMissingError, NotFoundError):  # no such object, or no such bucket
             return None
         except (NatsError, APIError, OSError) as error:
             raise _unavailable(region, "look the output up", error) from error

@@ -51,7 +51,8 @@ class CompletionLookup:
         self._retry_seconds = retry_seconds
         self._clock = clock
         self._replicas: tuple[tuple[str, str], ...] = ()
-        self._listed_at = float("-inf")
+        # The stream list is due again `refresh_seconds` after one, `retry_seconds` after a failure.
+        self._list_after = float("-inf")
 
     async def find(self, js: JetStreamContext, job_id: str) -> bytes | None:
         """The record's bytes, or None when no region this one can see has finished the job."""
@@ -74,7 +75,7 @@ class CompletionLookup:
 
     async def replicas(self, js: JetStreamContext) -> tuple[tuple[str, str], ...]:
         """(replica stream, origin bucket) of every other region's records held here."""
-        if self._clock() - self._listed_at >= self._refresh_seconds:
+        if self._clock() >= self._list_after:
             prefix = streams.replica_stream(streams.kv_stream(streams.completions_bucket("")), self._region)
             try:
                 infos = await js.streams_info()
@@ -86,7 +87,7 @@ class CompletionLookup:
                     error,
                     len(self._replicas),
                 )
-                self._listed_at = self._clock() - self._refresh_seconds + self._retry_seconds
+                self._list_after = self._clock() + self._retry_seconds
                 return self._replicas
             found = []
             for info in infos:
@@ -95,7 +96,7 @@ class CompletionLookup:
                     origin = name.removeprefix(streams.replica_stream("", self._region))
                     found.append((name, origin.removeprefix(streams.kv_stream(""))))
             self._replicas = tuple(sorted(found))
-            self._listed_at = self._clock()
+            self._list_after = self._clock() + self._refresh_seconds
         return self._replicas
 
 

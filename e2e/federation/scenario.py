@@ -23,7 +23,8 @@ LOAD_RATE = 24.0
 @dataclass(frozen=True, slots=True)
 class ReadyPipeline:
     ref: PipelineRef
-    document: JsonObject
+    body: JsonObject
+    """The ImagePipeline as read once Ready (its status included)."""
     ready_seconds: float
 
 
@@ -31,20 +32,22 @@ def start_pipeline(world: World, document: JsonObject) -> ReadyPipeline:
     began = time.monotonic()
     meta = document["metadata"]
     world.apply_pipeline(document)
-    world.wait_pipeline_ready(meta["namespace"], meta["name"], timeout=120.0)
+    body = world.wait_pipeline_ready(meta["namespace"], meta["name"], timeout=120.0)
     return ReadyPipeline(
-        PipelineRef(namespace=meta["namespace"], name=meta["name"]), document, time.monotonic() - began
+        PipelineRef(namespace=meta["namespace"], name=meta["name"]), body, time.monotonic() - began
     )
 
 
-def ledger_for(world: World, ref: PipelineRef, sources: list[bytes]) -> JobLedger:
+def ledger_for(
+    world: World, ref: PipelineRef, sources: list[bytes], *, request_timeout: float = 10.0
+) -> JobLedger:
     return JobLedger(
         pipeline=ref,
         gateways=world.gateway_urls(),
         nats_urls=world.nats_urls(),
         api_key=world.api_key,
         sources=sources,
-        request_timeout=10.0,
+        request_timeout=request_timeout,
     )
 
 

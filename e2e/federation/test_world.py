@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import nats
 import pytest
@@ -22,6 +20,7 @@ import pytest
 from e2e.federation.ledger import JobLedger, Tally
 from e2e.federation.manifests import thumbnail_pipeline
 from e2e.federation.report import ScenarioReport
+from e2e.federation.scenario import ReadyPipeline, ledger_for, start_pipeline
 from e2e.federation.world import Region, World, wait_for
 from pixelmesh.api import streams
 from pixelmesh.api.messages import PipelineRef
@@ -33,32 +32,12 @@ pytestmark = pytest.mark.slow
 JOBS_PER_GATEWAY = 30
 
 
-@dataclass(frozen=True, slots=True)
-class ReadyPipeline:
-    ref: PipelineRef
-    body: dict[str, Any]
-    ready_seconds: float
-
-
 @pytest.fixture(scope="module")
 def thumbs(world: World) -> ReadyPipeline:
     """A tiny pipeline over the three regions, Ready (its workers run in every region)."""
-    began = time.monotonic()
     namespace = world.create_namespace("world")
     weights = dict.fromkeys(world.regions_named, 100)
-    world.apply_pipeline(thumbnail_pipeline(namespace, "thumbs", weights))
-    body = world.wait_pipeline_ready(namespace, "thumbs", timeout=120.0)
-    return ReadyPipeline(PipelineRef(namespace=namespace, name="thumbs"), body, time.monotonic() - began)
-
-
-def ledger_for(world: World, pipeline: PipelineRef, sources: list[bytes]) -> JobLedger:
-    return JobLedger(
-        pipeline=pipeline,
-        gateways=world.gateway_urls(),
-        nats_urls=world.nats_urls(),
-        api_key=world.api_key,
-        sources=sources,
-    )
+    return start_pipeline(world, thumbnail_pipeline(namespace, "thumbs", weights))
 
 
 async def run_jobs(ledger: JobLedger, per_gateway: dict[str, int], within: float) -> Tally:
@@ -102,7 +81,7 @@ def test_a_pipeline_over_three_regions_runs_everywhere_and_completes_every_job_o
         assert region.worker_pids(thumbs.ref.namespace), f"no worker process runs in {name}"
         assert deployments(region, thumbs.ref.namespace), f"no worker Deployment in {name}'s cluster"
 
-    ledger = ledger_for(world, thumbs.ref, tiny_sources)
+    ledger = ledger_for(world, thumbs.ref, tiny_sources, request_timeout=30.0)
     per_gateway = dict.fromkeys(world.regions_named, JOBS_PER_GATEWAY)
     tally = asyncio.run(run_jobs(ledger, per_gateway, within=60.0))
 
@@ -162,7 +141,7 @@ def test_a_lost_region_is_failed_then_returns_with_its_cluster_state_and_workers
         lambda: not asyncio.run(drains_listed(world, thumbs.ref)), timeout=30.0, what="r3's drain to close"
     )
 
-    ledger = ledger_for(world, thumbs.ref, tiny_sources)
+    ledger = ledger_for(world, thumbs.ref, tiny_sources, request_timeout=30.0)
     tally = asyncio.run(run_jobs(ledger, {"r3": JOBS_PER_GATEWAY}, within=60.0))
     assert not ledger.refused, f"refused submissions: {dict(ledger.refused)}"
     assert tally.regions["r3"].accepted == JOBS_PER_GATEWAY

@@ -16,12 +16,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from pixelmesh.api import streams
@@ -92,27 +93,22 @@ class RoutingWatch:
         return self.samples[-1] if self.samples else None
 
     async def run(self, stop: asyncio.Event) -> None:
-        client = await _connect(self.nats_url)
+        await _sample_every(self.nats_url, self.interval, stop, self._sample)
+
+    async def _sample(self, js: JetStreamContext) -> None:
         bucket = streams.routing_bucket(self.region)
         stream, subject = streams.kv_stream(bucket), streams.kv_subject(bucket, streams.routing_key(self.ref))
-        js = client.jetstream(timeout=2)
         try:
-            while not stop.is_set():
-                try:
-                    message = await js.get_last_msg(stream, subject)
-                    entry = RoutingEntry.model_validate_json(message.data or b"{}")
-                except NotFoundError:
-                    entry = None
-                except READ_ERRORS as error:
-                    log.info("The routing entry of %s in %s is not readable now: %r", self.ref, bucket, error)
-                    entry = None
-                latest = self.latest
-                if entry is not None and (latest is None or sample_of(0.0, entry) != _sample_at(latest, 0.0)):
-                    self.samples.append(sample_of(time.monotonic(), entry))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.interval)
-        finally:
-            await _close(client)
+            message = await js.get_last_msg(stream, subject)
+        except NotFoundError:
+            return
+        except READ_ERRORS as error:
+            log.info("The routing entry of %s in %s is not readable now: %r", self.ref, bucket, error)
+            return
+        sample = sample_of(time.monotonic(), RoutingEntry.model_validate_json(message.data or b"{}"))
+        latest = self.latest
+        if latest is None or replace(sample, at=latest.at) != latest:
+            self.samples.append(sample)
 
 
 @dataclass
@@ -130,20 +126,16 @@ class MirrorLagWatch:
         return before[-1] if before else None
 
     async def run(self, stop: asyncio.Event) -> None:
-        client = await _connect(self.nats_url)
-        js = client.jetstream(timeout=2)
+        await _sample_every(self.nats_url, self.interval, stop, self._sample)
+
+    async def _sample(self, js: JetStreamContext) -> None:
         try:
-            while not stop.is_set():
-                try:
-                    info = await js.stream_info(self.stream)
-                    if info.mirror is not None:
-                        self.samples.append((time.monotonic(), int(info.mirror.lag or 0)))
-                except READ_ERRORS as error:
-                    log.info("The mirror %s is not readable now: %r", self.stream, error)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.interval)
-        finally:
-            await _close(client)
+            info = await js.stream_info(self.stream)
+        except READ_ERRORS as error:
+            log.info("The mirror %s is not readable now: %r", self.stream, error)
+            return
+        if info.mirror is not None:
+            self.samples.append((time.monotonic(), int(info.mirror.lag or 0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,33 +165,38 @@ class ConsumerWatch:
         return next((s.at for s in self.samples if s.delivered > 0), None)
 
     async def run(self, stop: asyncio.Event) -> None:
-        client = await _connect(self.nats_url)
-        js = client.jetstream(timeout=2)
+        await _sample_every(self.nats_url, self.interval, stop, self._sample)
+
+    async def _sample(self, js: JetStreamContext) -> None:
         try:
-            while not stop.is_set():
-                try:
-                    info = await js.consumer_info(self.stream, self.consumer)
-                    self.samples.append(
-                        ConsumerSample(
-                            time.monotonic(),
-                            int(info.delivered.consumer_seq or 0) if info.delivered is not None else 0,
-                            int(info.num_pending or 0) + int(info.num_ack_pending or 0),
-                        )
-                    )
-                except NotFoundError:
-                    pass
-                except READ_ERRORS as error:
-                    log.info(
-                        "The consumer %s of %s is not readable now: %r", self.consumer, self.stream, error
-                    )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.interval)
-        finally:
-            await _close(client)
+            info = await js.consumer_info(self.stream, self.consumer)
+        except NotFoundError:
+            return
+        except READ_ERRORS as error:
+            log.info("The consumer %s of %s is not readable now: %r", self.consumer, self.stream, error)
+            return
+        self.samples.append(
+            ConsumerSample(
+                time.monotonic(),
+                int(info.delivered.consumer_seq or 0) if info.delivered is not None else 0,
+                int(info.num_pending or 0) + int(info.num_ack_pending or 0),
+            )
+        )
 
 
-def _sample_at(sample: RoutingSample, at: float) -> RoutingSample:
-    return RoutingSample(at, sample.generation, sample.weights, sample.drains)
+async def _sample_every(
+    url: str, interval: float, stop: asyncio.Event, sample: Callable[[JetStreamContext], Awaitable[None]]
+) -> None:
+    """Call `sample` every `interval` seconds until `stop` is set, over one connection to `url`."""
+    client = await _connect(url)
+    js = client.jetstream(timeout=2)
+    try:
+        while not stop.is_set():
+            await sample(js)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+    finally:
+        await _close(client)
 
 
 async def _connect(url: str) -> NatsClient:

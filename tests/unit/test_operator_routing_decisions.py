@@ -5,7 +5,7 @@ traffic shift rolls back when its target's p99 latency breaches the guard."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,7 +18,7 @@ from pixelmesh.api.routing import RoutingEntry
 from pixelmesh.operator.autoscaling.measure import WorkerTotals
 from pixelmesh.operator.errors import RegionUnreachableError
 from pixelmesh.operator.jetstream import PipelineStreamSettings, RegionBucketSettings
-from pixelmesh.operator.reconcile import PipelineObject, Reconciler, SingleRuntime
+from pixelmesh.operator.reconcile import PipelineObject, PipelineOutcome, Reconciler, SingleRuntime
 from pixelmesh.operator.runtime import Applied, PlacedWorkers, RuntimeAction, WorkerObservation
 from pixelmesh.operator.status import ProbeResult
 from pixelmesh.operator.target import GeoPlacement, RegionPlacement, WorkerTarget
@@ -36,6 +36,7 @@ def pool(region: str, backup: str) -> dict[str, Any]:
 
 
 POOLS = {"r1": pool("r1", "r2"), "r2": pool("r2", "r1")}
+POOL_SPECS = {name: RegionPoolSpec.model_validate(spec) for name, spec in POOLS.items()}
 PIPELINE = PipelineObject(
     namespace=REF.namespace,
     name=REF.name,
@@ -139,8 +140,7 @@ def last_weights(entry: RoutingEntry) -> dict[str, int]:
 
 
 async def probe(reconciler: Reconciler, name: str, statuses: dict[str, Mapping[str, Any]]) -> str:
-    pools = {n: RegionPoolSpec.model_validate(spec) for n, spec in POOLS.items()}
-    outcome = await reconciler.probe_pool(name, 1, POOLS[name], statuses.get(name, {}), pools)
+    outcome = await reconciler.probe_pool(name, 1, POOLS[name], statuses.get(name, {}), POOL_SPECS)
     statuses[name] = outcome.status.to_wire()
     return str(outcome.status.phase)
 
@@ -153,8 +153,7 @@ def jetstream() -> FakeJetStream:
 @pytest.fixture
 async def reconciler(jetstream: FakeJetStream) -> Reconciler:
     reconciler = Reconciler(runtimes=SingleRuntime(FakeRuntime()), jetstream=jetstream)
-    pools = {n: RegionPoolSpec.model_validate(spec) for n, spec in POOLS.items()}
-    await reconciler.reconcile_pipeline(PIPELINE, pools)
+    await reconciler.reconcile_pipeline(PIPELINE, POOL_SPECS)
     return reconciler
 
 
@@ -224,21 +223,29 @@ def served(count: int, latency_seconds: float, before: WorkerTotals | None = Non
     return WorkerTotals("w-1", (before.served if before else 0) + count, 1.0, 0, tuple(counts))
 
 
-async def test_a_shift_whose_target_breaches_the_p99_guard_rolls_back(jetstream: FakeJetStream) -> None:
+async def first_step_toward_r2(jetstream: FakeJetStream) -> Callable[[], Awaitable[PipelineOutcome]]:
+    """A shift from r1 to r2 that took its first step; the next pass, once the step's interval is up."""
     reconciler = Reconciler(runtimes=SingleRuntime(FakeRuntime()), jetstream=jetstream)
-    pools = {n: RegionPoolSpec.model_validate(spec) for n, spec in POOLS.items()}
     jetstream.totals["r2"] = (served(10, 0.2),)
-    await reconciler.reconcile_pipeline(shifting_pipeline(1, {"r1": 100, "r2": 0}), pools)
+    await reconciler.reconcile_pipeline(shifting_pipeline(1, {"r1": 100, "r2": 0}), POOL_SPECS)
     assert last_weights(jetstream.routing[-1]) == {"r1": 100, "r2": 0}
-
     moved = shifting_pipeline(2, {"r1": 0, "r2": 100})
     await asyncio.sleep(0.15)
-    await reconciler.reconcile_pipeline(moved, pools)
+    await reconciler.reconcile_pipeline(moved, POOL_SPECS)
     assert last_weights(jetstream.routing[-1]) == {"r1": 80, "r2": 20}, "the first step"
+
+    async def next_pass() -> PipelineOutcome:
+        await asyncio.sleep(0.15)
+        return await reconciler.reconcile_pipeline(moved, POOL_SPECS)
+
+    return next_pass
+
+
+async def test_a_shift_whose_target_breaches_the_p99_guard_rolls_back(jetstream: FakeJetStream) -> None:
+    next_pass = await first_step_toward_r2(jetstream)
     # r2's new jobs wait: 2 of 100 take 5 s, so its p99 is 5 s against a 2 s guard.
     jetstream.totals["r2"] = (served(2, 5.0, served(98, 0.2, jetstream.totals["r2"][0])),)
-    await asyncio.sleep(0.15)
-    outcome = await reconciler.reconcile_pipeline(moved, pools)
+    outcome = await next_pass()
 
     assert last_weights(jetstream.routing[-1]) == {"r1": 100, "r2": 0}
     breach = [e for e in outcome.events if e.reason == "GuardBreached"]
@@ -253,16 +260,9 @@ async def test_a_shift_whose_target_breaches_the_p99_guard_rolls_back(jetstream:
 
 
 async def test_a_shift_whose_target_keeps_its_p99_goes_on(jetstream: FakeJetStream) -> None:
-    reconciler = Reconciler(runtimes=SingleRuntime(FakeRuntime()), jetstream=jetstream)
-    pools = {n: RegionPoolSpec.model_validate(spec) for n, spec in POOLS.items()}
-    jetstream.totals["r2"] = (served(10, 0.2),)
-    await reconciler.reconcile_pipeline(shifting_pipeline(1, {"r1": 100, "r2": 0}), pools)
-    moved = shifting_pipeline(2, {"r1": 0, "r2": 100})
-    await asyncio.sleep(0.15)
-    await reconciler.reconcile_pipeline(moved, pools)
+    next_pass = await first_step_toward_r2(jetstream)
     # 1 slow job of 100 is the 1 % the p99 leaves out.
     jetstream.totals["r2"] = (served(1, 5.0, served(99, 0.2, jetstream.totals["r2"][0])),)
-    await asyncio.sleep(0.15)
-    await reconciler.reconcile_pipeline(moved, pools)
+    await next_pass()
 
     assert last_weights(jetstream.routing[-1]) == {"r1": 60, "r2": 40}, "the second step"

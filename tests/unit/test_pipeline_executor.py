@@ -157,18 +157,20 @@ def test_variants_that_need_the_full_image_share_one_decode(photo_jpeg: bytes):
     assert seen.count("share") == 1
 
 
+THUMB_RESIZE_AND_FULL = {
+    "variants": [
+        {"name": "small", "steps": [{"thumbnail": {"width": 40}}]},
+        {"name": "medium", "steps": [{"resize": {"width": 100}}]},
+        {"name": "full", "steps": [{"flop": {}}]},
+    ]
+}
+"""Two reduced variants beside a full-size one."""
+
+
 def test_thumbnail_variants_of_a_png_decode_on_their_own_at_reduced_size():
     """PNG has no shrink-on-load: sharing would hold the full image in memory, so each streams."""
     seen: list[str] = []
-    spec = spec_of(
-        {
-            "variants": [
-                {"name": "small", "steps": [{"thumbnail": {"width": 40}}]},
-                {"name": "medium", "steps": [{"resize": {"width": 100}}]},
-                {"name": "full", "steps": [{"flop": {}}]},
-            ]
-        }
-    )
+    spec = spec_of(THUMB_RESIZE_AND_FULL)
     outputs = run_pipeline(
         spec, imagegen.photo_png(320, 240), observe_step=lambda name, _seconds: seen.append(name)
     )
@@ -178,15 +180,7 @@ def test_thumbnail_variants_of_a_png_decode_on_their_own_at_reduced_size():
 
 def test_thumbnail_variants_of_a_jpeg_share_one_reduced_decode_beside_a_full_size_variant(photo_jpeg: bytes):
     seen: list[str] = []
-    spec = spec_of(
-        {
-            "variants": [
-                {"name": "small", "steps": [{"thumbnail": {"width": 40}}]},
-                {"name": "medium", "steps": [{"resize": {"width": 100}}]},
-                {"name": "full", "steps": [{"flop": {}}]},
-            ]
-        }
-    )
+    spec = spec_of(THUMB_RESIZE_AND_FULL)
     outputs = run_pipeline(spec, photo_jpeg, observe_step=lambda name, _seconds: seen.append(name))
     assert seen.count("share") == 1
     assert [(o.width, o.height) for o in outputs] == [(40, 30), (100, 75), (320, 240)]
