@@ -414,22 +414,35 @@ class JobService:
             )
         pending: JobRecord | None = None
         for link in links:
-            if (result := await self._completion(link, job_id)) is not None:
-                return JobRecord(view=view_of_result(result, link.name), region=link, result=result)
-            letter = await self._kv_get(link, streams.dead_letters_bucket(link.name), job_id)
-            failed = (
-                view_of_dead_letter(DeadLetter.model_validate_json(letter), link.name) if letter else None
-            )
-            if failed is not None:
-                return JobRecord(view=failed, region=link)
-            if (
-                pending is None
-                and (raw := await self._kv_get(link, streams.accepted_bucket(link.name), job_id)) is not None
-            ):
-                pending = JobRecord(
-                    view=view_of_accepted(JobMessage.model_validate_json(raw), link.name), region=link
-                )
+            try:
+                final, accepted = await self._records_in(link, job_id, accepted_too=pending is None)
+            except ProblemError:
+                if link.connected:
+                    raise
+                continue  # it went away during the lookup: as if it had not been reachable before
+            if final is not None:
+                return final
+            pending = pending or accepted
         return pending
+
+    async def _records_in(
+        self, link: RegionLink, job_id: str, *, accepted_too: bool
+    ) -> tuple[JobRecord | None, JobRecord | None]:
+        """The job's final record in one region (done or dead-lettered), else its accepted record
+        when `accepted_too`."""
+        if (result := await self._completion(link, job_id)) is not None:
+            return JobRecord(view=view_of_result(result, link.name), region=link, result=result), None
+        letter = await self._kv_get(link, streams.dead_letters_bucket(link.name), job_id)
+        failed = view_of_dead_letter(DeadLetter.model_validate_json(letter), link.name) if letter else None
+        if failed is not None:
+            return JobRecord(view=failed, region=link), None
+        if not accepted_too:
+            return None, None
+        raw = await self._kv_get(link, streams.accepted_bucket(link.name), job_id)
+        if raw is None:
+            return None, None
+        view = view_of_accepted(JobMessage.model_validate_json(raw), link.name)
+        return None, JobRecord(view=view, region=link)
 
     async def status(self, job_id: str, wait: float) -> JobView:
         """The job's view; a pending job is waited on for up to `wait` seconds."""

@@ -6,11 +6,15 @@ import asyncio
 
 import aiohttp
 import nats
+import pytest
 
 from pixelmesh.api import streams
 from pixelmesh.api.routing import RegionWeight, RoutingEntry
 from pixelmesh.gateway.app import serve
 from pixelmesh.gateway.config import GatewayConfig
+from pixelmesh.gateway.handlers import SERVICE
+from pixelmesh.gateway.problems import ProblemError
+from pixelmesh.gateway.regions import RegionLink
 from pixelmesh.operator.clients.jetstream import ensure_pipeline_resources, ensure_region_buckets
 from pixelmesh.operator.jetstream import PipelineStreamSettings, RegionBucketSettings
 from tests import imagegen
@@ -102,3 +106,39 @@ async def test_jobs_leave_a_home_region_whose_weight_the_operator_set_to_zero(
         async with aiohttp.ClientSession() as http:
             exposition = await (await http.get(running.url + "/metrics")).text()
     assert 'decision="weighted",pipeline="tests/thumbs",region="us-east"' in exposition
+
+
+async def test_a_job_lookup_skips_a_region_that_went_away_during_it(
+    gateway: GatewayUnderTest, tmp_path, monkeypatch
+):
+    # A region connected when the lookup listed the regions, gone when it asked it (a partition
+    # that the client noticed in between): the lookup answers from the others instead of failing.
+    await provision_regions(gateway, "us-east", ("eu-west",))
+    config = GatewayConfig(
+        port=0,
+        regions={"eu-west": (gateway.nats_url,), "us-east": (gateway.nats_url,)},
+        home_region="eu-west",
+        pipelines=(tmp_path / "pipelines",),
+        api_keys=(API_KEY,),
+    )
+    async with serve(config) as running:
+        await all_regions_connected(running.url)
+        service = running.app[SERVICE]
+        [job_region] = await submit_regions(running.url, gateway, 1)
+        assert job_region == "eu-west"
+        connected = service.regions.home_first()
+        gone = RegionLink("us-east", (gateway.nats_url,))  # never connected: its `js` refuses
+        monkeypatch.setattr(service.regions, "home_first", lambda: [connected[0], gone])
+
+        assert await service.find("no-such-job") is None
+
+        # A region that is connected and cannot answer (here: it has no buckets) still fails it.
+        broken = RegionLink("ap-south", (gateway.nats_url,))
+        broken.start()
+        try:
+            assert await broken.wait_connected(5.0)
+            monkeypatch.setattr(service.regions, "home_first", lambda: [connected[0], broken])
+            with pytest.raises(ProblemError, match="region ap-south could not"):
+                await service.find("no-such-job")
+        finally:
+            await broken.close()
