@@ -185,7 +185,8 @@ class Netsplit:
     def _owner(self, peer_port: int, relay_port: int) -> str | None:
         tables = (self.proc / "net" / "tcp", self.proc / "net" / "tcp6")
         inode = _tcp_inode(peer_port, relay_port, tables)
-        return None if inode is None else socket_owner(inode, self._pids, self.proc)
+        # A copy: this runs in a worker thread while the harness places the processes it starts.
+        return None if inode is None else socket_owner(inode, dict(self._pids), self.proc)
 
     async def _enforce(self) -> None:
         # A connection opened before its process was placed is attributed now, while it is open.

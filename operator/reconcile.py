@@ -383,7 +383,7 @@ class Reconciler:
         )
         for _, region_events in results:
             events.extend(region_events)
-        guards = await self._guard_readings(ref, [p for p in placements.regions if p.region not in down])
+        guards = await self._guard_readings(ref, placements.regions, down)
         routing = RoutingInputs(spec, topology, pools, placements.regions, generation)
         self._routing_inputs[ref] = routing
         reports = await self._decide_routing(ref, routing, [report for report, _ in results], guards, events)
@@ -606,18 +606,26 @@ class Reconciler:
         )
 
     async def _guard_readings(
-        self, ref: PipelineRef, placements: Sequence[RegionPlacement]
+        self, ref: PipelineRef, placements: Sequence[RegionPlacement], down: Set[str]
     ) -> dict[str, GuardReading]:
         """Each region's error rate and p99 latency since the last pass, from its workers' running
-        totals."""
+        totals.
+
+        Only two passes in a row that both read the region, with no failed probe of it in
+        between, make a reading: a region would otherwise be judged, at its first step back, by
+        what it did while it was away (one cut off from the JetStream meta leader may fail jobs
+        until it heals).
+        """
         readings: dict[str, GuardReading] = {}
         for placement in placements:
-            totals = await self.jetstream.worker_totals(placement, ref)
+            key = (ref, placement.region)
+            totals = None if placement.region in down else await self.jetstream.worker_totals(placement, ref)
             if totals is None:
+                self._guard_totals.pop(key, None)
                 continue
             now = GuardTotals.of(totals)
-            before = self._guard_totals.get((ref, placement.region))
-            self._guard_totals[(ref, placement.region)] = now
+            before = self._guard_totals.get(key)
+            self._guard_totals[key] = now
             if before is not None and (reading := now.reading_since(before)) is not None:
                 readings[placement.region] = reading
         return readings
@@ -861,6 +869,10 @@ class Reconciler:
             )
             events.append(EventNote(kind, f"Region{new.phase}", message))
         metrics.record_region_phase(pool.region, new.phase)
+        if not probe.ok:
+            # A guard reading spans two passes that read the region: none may span an outage.
+            for key in [key for key in self._guard_totals if key[1] == pool.region]:
+                del self._guard_totals[key]
         was_failed = self._region_phases.get(pool.region) == RegionPhase.FAILED
         self._region_phases[pool.region] = new.phase
         if was_failed != (new.phase == RegionPhase.FAILED):

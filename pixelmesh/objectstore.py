@@ -33,12 +33,16 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 from datetime import UTC, datetime
 
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 from pixelmesh.directget import last_message
+
+logger = logging.getLogger(__name__)
 
 SOURCE_CHUNK_BYTES = 512 * 1024
 """Chunk size for sources: a 12 MP photo is 7 chunks instead of 28 at nats-py's 128 KiB (read in
@@ -254,6 +258,11 @@ async def put_object(
     The layout is nats-py's and nats-server's (any client reads it): chunks on a fresh chunk
     subject, then the metadata with a subject rollup, then the chunks of the version it replaced
     are purged. Chunk publishes are in flight together. `stream` defaults to `OBJ_<bucket>`.
+
+    Only the purge goes through the JetStream API, which is down while a region is cut off from
+    the JetStream meta leader (the lookup is a direct get, the rest are publishes). The new
+    version is complete by then, so a failed purge is logged and the replaced chunks are left to
+    the bucket's max age rather than failing a write that happened.
     """
     if chunk_bytes <= 0:
         raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
@@ -291,5 +300,14 @@ async def put_object(
             await js.purge_stream(stream, subject=chunks)
         raise
     if replaced is not None and replaced.nuid != nuid:
-        await js.purge_stream(stream, subject=chunk_subject(bucket, replaced.nuid))
+        try:
+            await js.purge_stream(stream, subject=chunk_subject(bucket, replaced.nuid))
+        except NatsError as error:
+            logger.warning(
+                "Object %s of bucket %s was stored, but the chunks of the version it replaced were "
+                "not purged (%r); they stay until the bucket's max age.",
+                name,
+                bucket,
+                error,
+            )
     return info

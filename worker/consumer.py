@@ -42,7 +42,6 @@ from nats.errors import NotJSMessageError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
-from nats.js.object_store import ObjectStore
 from pydantic import ValidationError
 
 from pixelmesh.api import streams
@@ -55,7 +54,7 @@ from pixelmesh.api.messages import (
     PipelineRevision,
 )
 from pixelmesh.api.pipeline import OutputType, PipelineSpec
-from pixelmesh.objectstore import ObjectNotFoundError, read_object
+from pixelmesh.objectstore import ObjectNotFoundError, put_object, read_object
 from pixelmesh.records import CompletionLookup
 from pixelmesh.worker.config import WorkerConfig
 from pixelmesh.worker.errors import PermanentError, RetryableError
@@ -157,8 +156,6 @@ class JobConsumer:
         self._stopping = asyncio.Event()
         self._subscription: JetStreamContext.PullSubscription | None = None
         self._advisories: Subscription | None = None
-        self._sources: ObjectStore | None = None
-        self._outputs: ObjectStore | None = None
         self._outputs_bucket = streams.outputs_bucket(self._ref, config.region)
         self._recorder: OutcomeRecorder | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -196,8 +193,9 @@ class JobConsumer:
         while not self._stopping.is_set():
             try:
                 info = await self._js.consumer_info(stream, durable)
-                sources = await self._js.object_store(streams.sources_bucket(region))
-                outputs = await self._js.object_store(streams.outputs_bucket(self._ref, region))
+                # Bound only to know they exist: objects are read and written by subject.
+                await self._js.object_store(streams.sources_bucket(region))
+                await self._js.object_store(self._outputs_bucket)
                 completions = await self._js.key_value(streams.completions_bucket(region))
                 dead_letters = await self._js.key_value(streams.dead_letters_bucket(region))
             except Exception as exc:  # not provisioned yet, JetStream unavailable, disconnected
@@ -215,7 +213,6 @@ class JobConsumer:
         config = info.config
         ack_wait = min([config.ack_wait or 30.0, *(config.backoff or [])])
         self._limits = ConsumerLimits(ack_wait_seconds=ack_wait, max_deliver=config.max_deliver or -1)
-        self._sources, self._outputs = sources, outputs
         self._recorder = OutcomeRecorder(
             nc=self._nc,
             revision=self._revision,
@@ -597,7 +594,6 @@ class JobConsumer:
         return False
 
     async def _store(self, job: JobMessage, outputs: list[EncodedOutput]) -> list[OutputRef]:
-        assert self._outputs is not None
         refs = [
             OutputRef(
                 variant=out.variant,
@@ -615,7 +611,13 @@ class JobConsumer:
             for out in outputs
         ]
         try:
-            puts = (self._outputs.put(ref.key, out.data) for ref, out in zip(refs, outputs, strict=True))
+            # Not nats-py's `put`: its lookup of the version replaced goes through the JetStream
+            # API, which a region cut off from the meta leader cannot reach, so every job whose
+            # output existed (a source sent again) failed until the cut healed.
+            puts = (
+                put_object(self._js, bucket=self._outputs_bucket, name=ref.key, data=out.data)
+                for ref, out in zip(refs, outputs, strict=True)
+            )
             await asyncio.wait_for(asyncio.gather(*puts), self._config.io_timeout_seconds)
         except Exception as exc:
             raise RetryableError(f"cannot store outputs: {describe(exc)}") from exc

@@ -13,7 +13,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig, StreamSource
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from pixelmesh.objectstore import (
     SOURCE_CHUNK_BYTES,
@@ -109,6 +109,28 @@ async def test_replacing_an_object_purges_the_chunks_of_the_old_version(js: JetS
     state = (await js.stream_info(STREAM, subjects_filter=chunk_subject(BUCKET, old.nuid))).state
     assert state.subjects is None or chunk_subject(BUCKET, old.nuid) not in state.subjects
     assert await read_object(js, stream=STREAM, bucket=BUCKET, name="source", timeout=10) == b"b" * 200_000
+
+
+async def test_a_replacement_whose_old_chunks_cannot_be_purged_is_stored_and_logged(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    await js.create_object_store(BUCKET)
+    old = await put_object(js, bucket=BUCKET, name="output", data=b"a" * 300_000, chunk_bytes=100_000)
+
+    async def meta_leader_lost(*args: object, **kwargs: object) -> bool:
+        # What the JetStream API answers in a region cut off from the meta leader, where
+        # publishes and direct gets still work.
+        raise ServiceUnavailableError(
+            code=503, err_code=10008, description="JetStream system temporarily unavailable"
+        )
+
+    monkeypatch.setattr(js, "purge_stream", meta_leader_lost)
+    await put_object(js, bucket=BUCKET, name="output", data=b"b" * 200_000, chunk_bytes=100_000)
+
+    assert await read_object(js, stream=STREAM, bucket=BUCKET, name="output", timeout=10) == b"b" * 200_000
+    state = (await js.stream_info(STREAM, subjects_filter=chunk_subject(BUCKET, old.nuid))).state
+    assert state.subjects == {chunk_subject(BUCKET, old.nuid): 3}, "the old chunks stay until max age"
+    assert "were not purged" in caplog.text
 
 
 async def test_a_missing_object_is_reported_as_not_found(js: JetStreamContext):

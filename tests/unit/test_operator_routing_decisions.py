@@ -1,6 +1,7 @@
 """The reconciler's routing decisions against in-memory seams: weights leave a failed region at
-once, a drain that could not be opened is opened at the next probe (not the next pass), and a
-traffic shift rolls back when its target's p99 latency breaches the guard."""
+once, a drain that could not be opened is opened at the next probe (not the next pass), a traffic
+shift rolls back when its target's p99 latency breaches the guard, and a failback is not judged by
+what the region did while it was away."""
 
 from __future__ import annotations
 
@@ -266,3 +267,33 @@ async def test_a_shift_whose_target_keeps_its_p99_goes_on(jetstream: FakeJetStre
     await next_pass()
 
     assert last_weights(jetstream.routing[-1]) == {"r1": 60, "r2": 40}, "the second step"
+
+
+async def test_a_failback_is_not_judged_by_what_the_region_did_while_it_was_away(
+    jetstream: FakeJetStream,
+) -> None:
+    reconciler = Reconciler(runtimes=SingleRuntime(FakeRuntime()), jetstream=jetstream)
+    failback = replace(
+        PIPELINE, spec={**PIPELINE.spec, "trafficShift": {"stepPercent": 50, "interval": "100ms"}}
+    )
+    jetstream.totals["r2"] = (served(10, 0.2),)
+    await reconciler.reconcile_pipeline(failback, POOL_SPECS)
+    statuses: dict[str, Mapping[str, Any]] = {}
+    jetstream.down.add("r2")
+    assert await probe(reconciler, "r2", statuses) == "Failed"
+    assert last_weights(jetstream.routing[-1]) == {"r1": 100, "r2": 0}
+
+    # Cut off, r2's workers failed every job they took; their totals say so once r2 is back.
+    away = served(50, 0.2, jetstream.totals["r2"][0])
+    jetstream.totals["r2"] = (replace(away, failed=50),)
+    jetstream.down.clear()
+    assert await probe(reconciler, "r2", statuses) == "Healthy"
+    assert last_weights(jetstream.routing[-1]) == {"r1": 50, "r2": 50}, "failback's one step"
+    await asyncio.sleep(0.15)
+    outcome = await reconciler.reconcile_pipeline(failback, POOL_SPECS)
+
+    assert not [e for e in outcome.events if e.reason == "GuardBreached"], outcome.events
+    assert last_weights(jetstream.routing[-1]) == {"r1": 50, "r2": 50}
+    traffic = outcome.status.traffic
+    assert traffic is not None
+    assert traffic.state is ShiftStatus.STEADY
