@@ -205,9 +205,14 @@ async def wait_for_records(js: JetStreamContext, count: int, *, within: float = 
 
 
 async def completion_records(js: JetStreamContext) -> dict[str, JobResult]:
-    kv = await js.key_value(streams.completions_bucket("local"))
+    bucket = streams.completions_bucket("local")
+    kv = await js.key_value(bucket)
+    # The keys from the stream's subjects: nats-py's `kv.keys()` watches with an ordered consumer,
+    # which, just after a server restart, sometimes ends at once and finds no keys.
+    prefix = f"$KV.{bucket}."
+    info = await js.stream_info(COMPLETIONS_STREAM, subjects_filter=f"{prefix}>")
     records = {}
-    for key in await kv.keys():
+    for key in sorted(subject.removeprefix(prefix) for subject in info.state.subjects or {}):
         entry = await kv.get(key)
         assert entry.value is not None
         records[key] = JobResult.model_validate_json(entry.value)
