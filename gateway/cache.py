@@ -4,7 +4,9 @@ At tens of thousands of requests per second a JetStream API call per request (co
 backlog, a KV get for the routing table) would load the servers more than the jobs do. A
 `BackgroundValue` keeps the last value it loaded; a read returns it at once and, when it is older
 than `max_age`, starts one background refresh (never two at a time). The first read of a key
-returns the `initial` value: the gateway starts serving before it has looked.
+returns the `initial` value: the gateway starts serving before it has looked. A value that must
+not be guessed (where a pipeline's jobs go) is read with `loaded`, which waits for the key's
+first load, up to a bound.
 
 Caveat: a value can be up to `max_age` plus one load old. That is the point.
 """
@@ -12,6 +14,7 @@ Caveat: a value can be up to `max_age` plus one load old. That is the point.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -52,6 +55,18 @@ class BackgroundValues(Generic[K, V]):
             self._tasks.add(slot.loading)
             slot.loading.add_done_callback(self._tasks.discard)
         return slot.value
+
+    async def loaded(self, key: K, within: float) -> V:
+        """Like `get`, but the first read of a key waits up to `within` seconds for its first load
+        (the initial value after that); readers that come meanwhile wait on the same load."""
+        value = self.get(key)
+        slot = self._slots[key]
+        if slot.loaded_at == float("-inf") and slot.loading is not None:
+            # Shielded: a reader that gives up does not cancel the load the others wait on.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(slot.loading), within)
+            return slot.value
+        return value
 
     async def _refresh(self, key: K, slot: _Slot[V]) -> None:
         try:

@@ -170,7 +170,7 @@ async def submit_job(request: web.Request) -> web.Response:
         earlier = await service.find(idempotency_key)
         if earlier is not None:
             return job_response(await service.wait_on(earlier, wait))
-    route = service.route(entry, caller_region(request))
+    route = await service.route(entry, caller_region(request))
     service.check_backlog(entry, route.region)
     source_key, source_size = await receive_source(request, entry, route)
     view = await service.submit(
@@ -196,7 +196,7 @@ async def store_source(request: web.Request) -> web.Response:
     service = app[SERVICE]
     app[API_KEYS].require(request.headers)
     entry = await service.pipeline(pipeline_ref(request))
-    route = service.route(entry, caller_region(request))
+    route = await service.route(entry, caller_region(request))
     key, size = await receive_source(request, entry, route)
     return json_response(StoredSource(source_key=key, size=size, region=route.region.name), status=201)
 

@@ -73,6 +73,8 @@ logger = logging.getLogger(__name__)
 
 OUTPUT_READ_TIMEOUT = 30.0
 """Longest a download may take to read an output from its object store."""
+FIRST_ROUTING_LOAD_SECONDS = 2.0
+"""Longest the first job of a pipeline waits for its routing entry (one KV get, normally ~1 ms)."""
 
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_=-]{0,127}$")
 
@@ -169,13 +171,15 @@ class JobService:
             raise ProblemError(ProblemCode.UNKNOWN_PIPELINE, f"there is no pipeline {ref}")
         return entry
 
-    def route(self, entry: CatalogEntry, home: str | None = None) -> Route:
+    async def route(self, entry: CatalogEntry, home: str | None = None) -> Route:
         """The region a new job of `entry` goes to, and the pipeline generation its workers run.
 
         `home` is the caller's region when the request says so (`X-PixelMesh-Home-Region`; empty:
         a caller with no region, routed by weight alone); None: this gateway's own region.
+        The first job of a pipeline waits for its routing entry: sent by default to this
+        gateway's region, it would be refused there when the pipeline does not run in it.
         """
-        table = self.routing.get(entry.ref)
+        table = await self.routing.loaded(entry.ref, FIRST_ROUTING_LOAD_SECONDS)
         if home is None or (table is None and not home):
             # No table yet gives no weights to choose by: this gateway's own region it is.
             home = self.regions.home
@@ -501,7 +505,7 @@ class JobService:
         self, entry: CatalogEntry, source_key: str, variant: str, fmt: OutputType
     ) -> StoredObject:
         """The stored output for (source, variant, format): from the store if present, else rendered now."""
-        route = self.route(entry)
+        route = await self.route(entry)
         region = route.region
         bucket = streams.outputs_bucket(entry.ref, region.name)
         key = streams.output_key(entry.ref, route.generation, source_key, variant, CONCRETE_EXTENSIONS[fmt])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiohttp
 import nats
 import pytest
+from nats.js.errors import KeyNotFoundError
 
 from pixelmesh.api import streams
 from pixelmesh.api.routing import RegionWeight, RoutingEntry
@@ -41,6 +43,21 @@ async def write_routing(gateway: GatewayUnderTest, entry: RoutingEntry) -> None:
         await kv.put(streams.routing_key(gateway.pipeline), entry.model_dump_json(by_alias=True).encode())
     finally:
         await nc.close()
+
+
+async def mirrored_into(gateway: GatewayUnderTest, region: str) -> None:
+    """Until `region`'s copy of the routing table holds the pipeline's entry."""
+    nc = await nats.connect(gateway.nats_url)
+    try:
+        kv = await nc.jetstream().key_value(streams.routing_bucket(region))
+        for _ in range(100):
+            with contextlib.suppress(KeyNotFoundError):
+                await kv.get(streams.routing_key(gateway.pipeline))
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+    raise AssertionError(f"region {region}'s copy of the routing table never got the entry")
 
 
 async def submit_regions(url: str, gateway: GatewayUnderTest, count: int) -> list[str]:
@@ -106,6 +123,30 @@ async def test_jobs_leave_a_home_region_whose_weight_the_operator_set_to_zero(
         async with aiohttp.ClientSession() as http:
             exposition = await (await http.get(running.url + "/metrics")).text()
     assert 'decision="weighted",pipeline="tests/thumbs",region="us-east"' in exposition
+
+
+async def test_the_first_job_of_a_pipeline_follows_the_table_already_written(
+    gateway: GatewayUnderTest, tmp_path
+):
+    # The pipeline does not run in the gateway's own region: the first job must not go there.
+    await provision_regions(gateway, "us-east", ("eu-west",))
+    entry = RoutingEntry(
+        pipeline=gateway.pipeline,
+        generation=1,
+        regions=[RegionWeight(region="eu-west", weight=0), RegionWeight(region="us-east", weight=100)],
+    )
+    await write_routing(gateway, entry)
+    await mirrored_into(gateway, "eu-west")
+    config = GatewayConfig(
+        port=0,
+        regions={"eu-west": (gateway.nats_url,), "us-east": (gateway.nats_url,)},
+        home_region="eu-west",
+        pipelines=(tmp_path / "pipelines",),
+        api_keys=(API_KEY,),
+    )
+    async with serve(config) as running:
+        await all_regions_connected(running.url)
+        assert await submit_regions(running.url, gateway, 3) == ["us-east"] * 3
 
 
 async def test_a_job_lookup_skips_a_region_that_went_away_during_it(
