@@ -40,6 +40,7 @@ from typing import Protocol
 
 from pixelmesh.api.messages import PipelineRef
 from pixelmesh.api.resources import ScalingEngine
+from pixelmesh.cancellation import resume_cancellation
 from pixelmesh.operator import metrics
 from pixelmesh.operator.autoscaling.decision import (
     Decision,
@@ -188,6 +189,7 @@ class Autoscaler:
                 await self.tick()
             except Exception:
                 logger.exception("An autoscaler tick failed; the next one retries.")
+            resume_cancellation()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._sleep())

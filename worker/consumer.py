@@ -54,6 +54,7 @@ from pixelmesh.api.messages import (
     PipelineRevision,
 )
 from pixelmesh.api.pipeline import OutputType, PipelineSpec
+from pixelmesh.cancellation import resume_cancellation
 from pixelmesh.objectstore import ObjectNotFoundError, put_object, read_object
 from pixelmesh.records import CompletionLookup
 from pixelmesh.worker.config import WorkerConfig
@@ -412,6 +413,7 @@ class JobConsumer:
                         await entry.msg.in_progress()
                     except Exception as exc:  # a disconnect: the job may be redelivered, which is safe
                         logger.debug("A heartbeat was not sent (%s).", describe(exc))
+            resume_cancellation()
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

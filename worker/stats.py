@@ -23,6 +23,7 @@ from nats.js.kv import KeyValue
 from pixelmesh.api import streams
 from pixelmesh.api.latency import BUCKETS, bucket_of
 from pixelmesh.api.messages import PipelineRevision, WorkerReport
+from pixelmesh.cancellation import resume_cancellation
 
 logger = logging.getLogger(__name__)
 
@@ -96,4 +97,5 @@ async def report_forever(
         )
         with contextlib.suppress(Exception):  # a lost report costs nothing: the next one has the totals
             await bucket.put(key, report.model_dump_json(by_alias=True).encode())
+        resume_cancellation()
         await asyncio.sleep(interval)

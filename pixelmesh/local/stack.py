@@ -36,6 +36,7 @@ from typing import Self, TypeVar
 
 from pixelmesh.api.messages import PipelineRef
 from pixelmesh.api.resources import ImagePipeline, RegionPool
+from pixelmesh.cancellation import resume_cancellation
 from pixelmesh.gateway.app import RunningGateway, serve
 from pixelmesh.gateway.catalog import YAML_SUFFIXES, CatalogEntry, MemoryCatalog
 from pixelmesh.gateway.config import GatewayConfig
@@ -245,6 +246,7 @@ class LocalStack:
                 await self.reconcile()
             except Exception:
                 logger.exception("A reconcile pass of the local stack failed; the next one retries.")
+            resume_cancellation()
 
     async def reconcile(self) -> PassReport:
         """Re-read the config directory and run one pass over every pipeline."""
