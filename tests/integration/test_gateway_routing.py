@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import nats
@@ -12,7 +15,7 @@ from nats.js.errors import KeyNotFoundError
 
 from pixelmesh.api import streams
 from pixelmesh.api.routing import RegionWeight, RoutingEntry
-from pixelmesh.gateway.app import serve
+from pixelmesh.gateway.app import RunningGateway, serve
 from pixelmesh.gateway.config import GatewayConfig
 from pixelmesh.gateway.handlers import SERVICE
 from pixelmesh.gateway.problems import ProblemError
@@ -82,35 +85,45 @@ async def all_regions_connected(url: str) -> None:
     raise AssertionError(f"regions not connected: {states}")
 
 
-async def test_jobs_leave_a_home_region_whose_weight_the_operator_set_to_zero(
-    gateway: GatewayUnderTest, tmp_path
-):
-    # Two regions on one server: the routing decision, not the server, is what is checked. The
-    # operator runs in us-east, so eu-west's gateway reads the table through its mirror.
-    await provision_regions(gateway, "us-east", ("eu-west",))
+def all_to_us_east(gateway: GatewayUnderTest, generation: int) -> RoutingEntry:
+    """The operator's entry once eu-west's weight is 0."""
+    return RoutingEntry(
+        pipeline=gateway.pipeline,
+        generation=generation,
+        regions=[RegionWeight(region="eu-west", weight=0), RegionWeight(region="us-east", weight=100)],
+    )
+
+
+@contextlib.asynccontextmanager
+async def eu_west_gateway(
+    gateway: GatewayUnderTest, tmp_path: Path, **settings: Any
+) -> AsyncIterator[RunningGateway]:
+    """A gateway at home in eu-west that also publishes to us-east, connected to both.
+
+    Two regions on one server: the routing decision, not the server, is what is checked. The
+    operator runs in us-east, so eu-west's gateway reads the table through its mirror.
+    """
     config = GatewayConfig(
         port=0,
         regions={"eu-west": (gateway.nats_url,), "us-east": (gateway.nats_url,)},
         home_region="eu-west",
         pipelines=(tmp_path / "pipelines",),
         api_keys=(API_KEY,),
-        routing_refresh_seconds=0.1,
+        **settings,
     )
     async with serve(config) as running:
         await all_regions_connected(running.url)
+        yield running
+
+
+async def test_jobs_leave_a_home_region_whose_weight_the_operator_set_to_zero(
+    gateway: GatewayUnderTest, tmp_path
+):
+    await provision_regions(gateway, "us-east", ("eu-west",))
+    async with eu_west_gateway(gateway, tmp_path, routing_refresh_seconds=0.1) as running:
         assert set(await submit_regions(running.url, gateway, 3)) == {"eu-west"}
 
-        await write_routing(
-            gateway,
-            RoutingEntry(
-                pipeline=gateway.pipeline,
-                generation=2,
-                regions=[
-                    RegionWeight(region="eu-west", weight=0),
-                    RegionWeight(region="us-east", weight=100),
-                ],
-            ),
-        )
+        await write_routing(gateway, all_to_us_east(gateway, generation=2))
         regions: list[str] = []
         for _ in range(50):  # the table is cached: the change shows within a refresh or two
             regions = await submit_regions(running.url, gateway, 1)
@@ -130,22 +143,9 @@ async def test_the_first_job_of_a_pipeline_follows_the_table_already_written(
 ):
     # The pipeline does not run in the gateway's own region: the first job must not go there.
     await provision_regions(gateway, "us-east", ("eu-west",))
-    entry = RoutingEntry(
-        pipeline=gateway.pipeline,
-        generation=1,
-        regions=[RegionWeight(region="eu-west", weight=0), RegionWeight(region="us-east", weight=100)],
-    )
-    await write_routing(gateway, entry)
+    await write_routing(gateway, all_to_us_east(gateway, generation=1))
     await mirrored_into(gateway, "eu-west")
-    config = GatewayConfig(
-        port=0,
-        regions={"eu-west": (gateway.nats_url,), "us-east": (gateway.nats_url,)},
-        home_region="eu-west",
-        pipelines=(tmp_path / "pipelines",),
-        api_keys=(API_KEY,),
-    )
-    async with serve(config) as running:
-        await all_regions_connected(running.url)
+    async with eu_west_gateway(gateway, tmp_path) as running:
         assert await submit_regions(running.url, gateway, 3) == ["us-east"] * 3
 
 
@@ -155,15 +155,7 @@ async def test_a_job_lookup_skips_a_region_that_went_away_during_it(
     # A region connected when the lookup listed the regions, gone when it asked it (a partition
     # that the client noticed in between): the lookup answers from the others instead of failing.
     await provision_regions(gateway, "us-east", ("eu-west",))
-    config = GatewayConfig(
-        port=0,
-        regions={"eu-west": (gateway.nats_url,), "us-east": (gateway.nats_url,)},
-        home_region="eu-west",
-        pipelines=(tmp_path / "pipelines",),
-        api_keys=(API_KEY,),
-    )
-    async with serve(config) as running:
-        await all_regions_connected(running.url)
+    async with eu_west_gateway(gateway, tmp_path) as running:
         service = running.app[SERVICE]
         [job_region] = await submit_regions(running.url, gateway, 1)
         assert job_region == "eu-west"
